@@ -1,0 +1,19 @@
+// Command morango keeps SQLite databases in sync across devices that are
+// rarely or never online together, by signed bundle files carried on a stick.
+package main
+
+import (
+	"context"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/morango-sync/morango/internal/cli"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := cli.Run(ctx, os.Args, os.Stdout, os.Stderr)
+	stop()
+	os.Exit(cli.ExitCode(ctx, err, os.Stderr))
+}
