@@ -1,0 +1,225 @@
+package merge
+
+import (
+	"fmt"
+	"maps"
+	"sort"
+	"strings"
+	"unicode/utf8"
+)
+
+// Version is one version of a record: what one instance saved at one value
+// of its counter. (Instance, Counter) is the version's dot; two versions
+// with the same dot are the same version and have the same content.
+type Version struct {
+	// Instance is the id of the instance that saved the version.
+	Instance string
+	// Counter is that instance's counter when it saved the version (> 0).
+	Counter int64
+	// Serialized is the record's JSON object; "{}" for a hard deletion.
+	Serialized string
+	// Deleted marks a (soft) deletion.
+	Deleted bool
+	// HardDeleted marks a hard deletion: the data is erased everywhere.
+	HardDeleted bool
+}
+
+// State is everything a device knows about one record: the version the app
+// shows, the concurrent versions that lost to it, and the record's history.
+//
+// A valid State satisfies (see Validate): every version has a non-empty
+// instance and a positive counter; Siblings are sorted by (Instance,
+// Counter) and no two versions share a dot; History covers every version
+// (History[v.Instance] >= v.Counter); if any version is hard-deleted all are,
+// and their Serialized is "{}". The zero State is not valid.
+type State struct {
+	// Head is the version the app shows: the greatest version under the
+	// order of the record's model (see the package documentation).
+	Head Version
+	// Siblings are the other concurrent versions, kept for review, sorted
+	// by (Instance, Counter).
+	Siblings []Version
+	// History is the record's version vector: for each instance, the highest
+	// counter of its versions this state includes or has superseded.
+	History map[string]int64
+}
+
+// dot identifies a version.
+type dot struct {
+	instance string
+	counter  int64
+}
+
+func (d dot) String() string { return fmt.Sprintf("%s:%d", d.instance, d.counter) }
+
+func (v Version) dot() dot { return dot{v.Instance, v.Counter} }
+
+// sameContent reports whether v and w carry the same data.
+func (v Version) sameContent(w Version) bool {
+	return v.Serialized == w.Serialized && v.Deleted == w.Deleted && v.HardDeleted == w.HardDeleted
+}
+
+// dotLess orders versions by (Instance, Counter), the order of Siblings.
+func dotLess(v, w Version) bool {
+	if v.Instance != w.Instance {
+		return v.Instance < w.Instance
+	}
+	return v.Counter < w.Counter
+}
+
+// versions returns the head followed by the siblings, in a new slice.
+func (s State) versions() []Version {
+	vs := make([]Version, 0, 1+len(s.Siblings))
+	vs = append(vs, s.Head)
+	return append(vs, s.Siblings...)
+}
+
+// covers reports whether the history includes v: v is held or superseded.
+func covers(h map[string]int64, v Version) bool { return h[v.Instance] >= v.Counter }
+
+// checkVersion checks the rules every single version obeys.
+func checkVersion(v Version) error {
+	switch {
+	case v.Instance == "":
+		return fmt.Errorf("version %s: empty instance id", v.dot())
+	case !utf8.ValidString(v.Instance):
+		return fmt.Errorf("version %q: instance id is not valid UTF-8", v.Instance)
+	case v.Counter < 1:
+		return fmt.Errorf("version %s: counter must be positive", v.dot())
+	case v.HardDeleted && v.Serialized != "{}":
+		return fmt.Errorf("version %s: hard-deleted version keeps data", v.dot())
+	case !utf8.ValidString(v.Serialized):
+		return fmt.Errorf("version %s: serialized data is not valid UTF-8", v.dot())
+	}
+	return nil
+}
+
+// Validate reports whether s satisfies the State invariants. It does not
+// check which version is the head: Merge chooses the head again under the
+// receiver's rule.
+func (s State) Validate() error {
+	if err := checkVersion(s.Head); err != nil {
+		return fmt.Errorf("head: %w", err)
+	}
+	if len(s.Siblings) > maxSiblings {
+		return fmt.Errorf("%d siblings, more than %d", len(s.Siblings), maxSiblings)
+	}
+	for i, v := range s.Siblings {
+		if err := checkVersion(v); err != nil {
+			return fmt.Errorf("sibling: %w", err)
+		}
+		if i > 0 && !dotLess(s.Siblings[i-1], v) {
+			return fmt.Errorf("siblings not sorted or repeated at %s", v.dot())
+		}
+		if v.dot() == s.Head.dot() {
+			return fmt.Errorf("sibling %s repeats the head", v.dot())
+		}
+		if v.HardDeleted != s.Head.HardDeleted {
+			return fmt.Errorf("hard-deleted and other versions together (%s, %s)", s.Head.dot(), v.dot())
+		}
+	}
+	if inst, bad := badHistory(s.History); bad {
+		return fmt.Errorf("history entry %q:%d: instance must be non-empty and counter positive", inst, s.History[inst])
+	}
+	for _, v := range s.versions() {
+		if !covers(s.History, v) {
+			return fmt.Errorf("history %s:%d does not cover version %s", v.Instance, s.History[v.Instance], v.dot())
+		}
+	}
+	return nil
+}
+
+// badHistory returns the least instance whose history entry is invalid.
+func badHistory(h map[string]int64) (string, bool) {
+	var bad []string
+	for inst, c := range h {
+		if inst == "" || c < 1 {
+			bad = append(bad, inst)
+		}
+	}
+	if len(bad) == 0 {
+		return "", false
+	}
+	sort.Strings(bad)
+	return bad[0], true
+}
+
+// Edit returns the state after a local change: the app changed, deleted or
+// hard-deleted the record and the change was serialized as v, stamped with
+// this instance and a counter higher than any counter of this instance in
+// prev.History. prev is nil for a new record. The edit supersedes every
+// version prev holds, siblings included (the user saw the head), so the
+// result holds v alone. For a hard deletion (v.HardDeleted) the data is
+// erased: Serialized becomes "{}".
+func Edit(prev *State, v Version) State {
+	if v.HardDeleted {
+		v.Serialized = "{}"
+	}
+	h := map[string]int64{}
+	if prev != nil {
+		maps.Copy(h, prev.History)
+	}
+	if h[v.Instance] < v.Counter {
+		h[v.Instance] = v.Counter
+	}
+	return State{Head: v, History: h}
+}
+
+// equal reports whether s and t are the same state.
+func (s State) equal(t State) bool {
+	return s.Head == t.Head && slicesEqual(s.Siblings, t.Siblings) && maps.Equal(s.History, t.History)
+}
+
+func slicesEqual(a, b []Version) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// sameVersions reports whether s and t hold the same set of versions,
+// whichever is the head.
+func sameVersions(s, t State) bool {
+	if len(s.Siblings) != len(t.Siblings) {
+		return false
+	}
+	vs, ts := s.versions(), t.versions()
+	sort.Slice(vs, func(i, j int) bool { return dotLess(vs[i], vs[j]) })
+	sort.Slice(ts, func(i, j int) bool { return dotLess(ts[i], ts[j]) })
+	return slicesEqual(vs, ts)
+}
+
+// String formats a state for diagnostics: head, siblings and history.
+func (s State) String() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "head %s", describe(s.Head))
+	for _, v := range s.Siblings {
+		fmt.Fprintf(&b, " sibling %s", describe(v))
+	}
+	insts := make([]string, 0, len(s.History))
+	for i := range s.History {
+		insts = append(insts, i)
+	}
+	sort.Strings(insts)
+	b.WriteString(" history")
+	for _, i := range insts {
+		fmt.Fprintf(&b, " %s:%d", i, s.History[i])
+	}
+	return b.String()
+}
+
+func describe(v Version) string {
+	flag := ""
+	switch {
+	case v.HardDeleted:
+		flag = " hard-deleted"
+	case v.Deleted:
+		flag = " deleted"
+	}
+	return fmt.Sprintf("%s%s %s", v.dot(), flag, v.Serialized)
+}
