@@ -1,0 +1,148 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/morango-sync/morango/certs"
+)
+
+// ErrUnknownCertificate is returned for a certificate this database does
+// not hold.
+var ErrUnknownCertificate = errors.New("unknown certificate")
+
+// StoredCertificate is a certificate held by this database.
+type StoredCertificate struct {
+	Link     certs.Link
+	ParentID string
+	Profile  string
+	Scope    string // scope definition id
+	Params   string // scope params (JSON)
+	// PrivateKey is the PEM private key if this device made the
+	// certificate's key; it never leaves the device.
+	PrivateKey string
+	// Trusted marks a root this device accepts data under.
+	Trusted bool
+}
+
+// SaveCertificate stores a verified certificate. A private key is kept only
+// when given; trusted marks a root as trusted (it never un-trusts).
+func (db *DB) SaveCertificate(ctx context.Context, c *certs.Certificate, privateKeyPEM string, trusted bool) error {
+	var parent any
+	if c.ParentID != "" {
+		parent = c.ParentID
+	}
+	var key any
+	if privateKeyPEM != "" {
+		key = privateKeyPEM
+	}
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO morango_certificate (id, parent_id, profile, scope_definition_id, scope_version,
+			scope_params, public_key, salt, serialized, signature, private_key, trusted, added_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET private_key = coalesce(morango_certificate.private_key, excluded.private_key),
+				trusted = morango_certificate.trusted OR excluded.trusted`,
+			c.ID, parent, c.Profile, c.ScopeDefinitionID, c.ScopeVersion, c.ScopeParams, certs.PublicKeyString(c.PublicKey),
+			c.Salt, c.Serialized, c.Signature, key, trusted, now())
+		if err != nil {
+			return fmt.Errorf("save certificate %s: %w", c.ID, err)
+		}
+		return nil
+	})
+}
+
+func scanCertificate(sc scanner) (*StoredCertificate, error) {
+	var s StoredCertificate
+	var parent, key sql.NullString
+	err := sc.Scan(&s.Link.ID, &s.Link.Serialized, &s.Link.Signature, &parent, &s.Profile, &s.Scope, &s.Params, &key, &s.Trusted)
+	if err != nil {
+		return nil, err
+	}
+	s.ParentID, s.PrivateKey = parent.String, key.String
+	return &s, nil
+}
+
+const certColumns = `id, serialized, signature, parent_id, profile, scope_definition_id, scope_params, private_key, trusted`
+
+// Certificate returns a stored certificate.
+func (db *DB) Certificate(ctx context.Context, id string) (*StoredCertificate, error) {
+	s, err := scanCertificate(db.r.QueryRowContext(ctx, `SELECT `+certColumns+` FROM morango_certificate WHERE id = ?`, id))
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, withHint(fmt.Errorf("certificate %s: %w", id, ErrUnknownCertificate), "list this device's certificates with 'morango cert list'")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read certificate %s: %w", id, err)
+	}
+	return s, nil
+}
+
+// Certificates lists the stored certificates, roots first.
+func (db *DB) Certificates(ctx context.Context) ([]*StoredCertificate, error) {
+	r, err := db.r.QueryContext(ctx, `SELECT `+certColumns+` FROM morango_certificate ORDER BY parent_id IS NOT NULL, added_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list certificates: %w", err)
+	}
+	defer r.Close()
+	var l []*StoredCertificate
+	for r.Next() {
+		s, err := scanCertificate(r)
+		if err != nil {
+			return nil, err
+		}
+		l = append(l, s)
+	}
+	return l, r.Err()
+}
+
+// Chain returns the chain of a stored certificate, root first.
+func (db *DB) Chain(ctx context.Context, id string) ([]certs.Link, error) {
+	var chain []certs.Link
+	for cur := id; cur != ""; {
+		if len(chain) > certs.MaxChainLength {
+			return nil, fmt.Errorf("chain of %s is longer than %d", id, certs.MaxChainLength)
+		}
+		s, err := db.Certificate(ctx, cur)
+		if err != nil {
+			return nil, err
+		}
+		chain = append([]certs.Link{s.Link}, chain...)
+		cur = s.ParentID
+	}
+	return chain, nil
+}
+
+// Trusted reports whether id is a trusted root on this device.
+func (db *DB) Trusted(ctx context.Context, id string) (bool, error) {
+	var t bool
+	err := db.r.QueryRowContext(ctx, `SELECT trusted FROM morango_certificate WHERE id = ? AND parent_id IS NULL`, id).Scan(&t)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	return t, err
+}
+
+// SaveRequest keeps the key pair of a certificate request until the granted
+// certificate is imported.
+func (db *DB) SaveRequest(ctx context.Context, publicKey, scope, params, privateKeyPEM string) error {
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO morango_certrequest (public_key, scope_definition_id, scope_params, private_key, created_at)
+			VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, publicKey, scope, params, privateKeyPEM, now())
+		if err != nil {
+			return fmt.Errorf("save certificate request: %w", err)
+		}
+		return nil
+	})
+}
+
+// RequestKey returns the private key of a pending request for publicKey, or
+// "" if this device made no such request.
+func (db *DB) RequestKey(ctx context.Context, publicKey string) (string, error) {
+	var key string
+	err := db.r.QueryRowContext(ctx, `SELECT private_key FROM morango_certrequest WHERE public_key = ?`, publicKey).Scan(&key)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	return key, err
+}

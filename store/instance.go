@@ -1,0 +1,204 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/morango-sync/morango/ids"
+)
+
+// Instance identifies this database on this device: the writer of every
+// version made here. Its id changes when the database moves to another
+// device or path, so that two copies of a database never write under the
+// same id.
+type Instance struct {
+	ID         string `json:"id"`
+	DatabaseID string `json:"database_id"`
+	Platform   string `json:"platform"`
+	Hostname   string `json:"hostname"`
+	SysVersion string `json:"sysversion"`
+	NodeID     string `json:"node_id"`
+	SystemID   string `json:"system_id"`
+	DBPath     string `json:"db_path"`
+	Counter    int64  `json:"counter"`
+}
+
+// Hash is the short name shown to users (the proquint of the id).
+func (i *Instance) Hash() string { return ids.Proquint(i.ID) }
+
+func now() string { return time.Now().UTC().Format(time.RFC3339Nano) }
+
+// systemID returns the salted hash of this machine's identity, as the
+// original's get_0_5_system_id: MORANGO_SYSTEM_ID if it has at least three
+// non-blank characters, else /etc/machine-id.
+func (db *DB) systemID() string {
+	if v := db.opts.SystemID; v != "" {
+		return ids.SaltedHash(v)
+	}
+	if v := os.Getenv("MORANGO_SYSTEM_ID"); len(strings.TrimSpace(v)) >= 3 {
+		return ids.SaltedHash(v)
+	}
+	for _, f := range []string{"/etc/machine-id", "/var/lib/dbus/machine-id"} {
+		if b, err := os.ReadFile(f); err == nil {
+			if v := strings.TrimSpace(string(b)); v != "" {
+				return ids.SaltedHash(v)
+			}
+		}
+	}
+	return ""
+}
+
+// nodeID returns the salted hash of the first real network interface's MAC
+// address, as the original's get_0_5_mac_address.
+func (db *DB) nodeID() string {
+	if v := db.opts.NodeID; v != "" {
+		return ids.SaltedHash(v)
+	}
+	if v := os.Getenv("MORANGO_NODE_ID"); len(strings.TrimSpace(v)) >= 3 {
+		return ids.SaltedHash(v)
+	}
+	ifs, err := net.Interfaces()
+	if err != nil {
+		return ""
+	}
+	rank := func(name string) int {
+		switch {
+		case strings.HasPrefix(name, "eth") || strings.HasPrefix(name, "en"):
+			return 0
+		case strings.HasPrefix(name, "wl"):
+			return 1
+		case strings.HasPrefix(name, "e") || strings.HasPrefix(name, "w"):
+			return 2
+		}
+		return 3
+	}
+	sort.Slice(ifs, func(a, b int) bool {
+		ra, rb := rank(ifs[a].Name), rank(ifs[b].Name)
+		if ra != rb {
+			return ra < rb
+		}
+		return ifs[a].Name < ifs[b].Name
+	})
+	for _, it := range ifs {
+		mac := it.HardwareAddr
+		if len(mac) != 6 || mac[0]&2 != 0 {
+			continue // absent or locally administered
+		}
+		return ids.SaltedHash(mac.String())
+	}
+	return ""
+}
+
+// currentInstance returns this database's instance on this device, creating
+// a database id or instance row when needed. A database whose recorded path
+// differs from where it is now opened (a copied file) gets a new database id
+// and therefore a new instance id.
+func (db *DB) currentInstance(ctx context.Context) (*Instance, error) {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.instance != nil {
+		return db.instance, nil
+	}
+	sysID, nodeID := db.systemID(), db.nodeID()
+	var inst Instance
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		dbID, err := currentDatabaseID(ctx, tx)
+		if err != nil {
+			return err
+		}
+		var prevPath string
+		err = tx.QueryRowContext(ctx, `SELECT db_path FROM morango_instanceid WHERE current = 1 AND database_id = ? LIMIT 1`, dbID).Scan(&prevPath)
+		if err != nil && !errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("read instance: %w", err)
+		}
+		if prevPath != "" && prevPath != db.path {
+			db.log.Info("database moved or copied: new database id", "was", prevPath, "now", db.path)
+			if dbID, err = newDatabaseID(ctx, tx); err != nil {
+				return err
+			}
+		}
+		host, _ := os.Hostname()
+		inst = Instance{
+			ID:         ids.SHA2UUID(dbID, sysID, nodeID),
+			DatabaseID: dbID,
+			Platform:   runtime.GOOS + "-" + runtime.GOARCH,
+			Hostname:   host,
+			SysVersion: runtime.Version(),
+			NodeID:     nodeID,
+			SystemID:   sysID,
+			DBPath:     db.path,
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE morango_instanceid SET current = 0 WHERE current = 1 AND id <> ?`, inst.ID); err != nil {
+			return fmt.Errorf("update instance: %w", err)
+		}
+		_, err = tx.ExecContext(ctx, `INSERT INTO morango_instanceid (id, platform, hostname, sysversion, node_id, database_id, counter, current, db_path, system_id)
+			VALUES (?, ?, ?, ?, ?, ?, 0, 1, ?, ?)
+			ON CONFLICT (id) DO UPDATE SET current = 1, platform = excluded.platform, hostname = excluded.hostname,
+				sysversion = excluded.sysversion, db_path = excluded.db_path`,
+			inst.ID, inst.Platform, inst.Hostname, inst.SysVersion, inst.NodeID, inst.DatabaseID, inst.DBPath, inst.SystemID)
+		if err != nil {
+			return fmt.Errorf("save instance: %w", err)
+		}
+		return tx.QueryRowContext(ctx, `SELECT counter FROM morango_instanceid WHERE id = ?`, inst.ID).Scan(&inst.Counter)
+	})
+	if err != nil {
+		return nil, err
+	}
+	db.instance = &inst
+	return db.instance, nil
+}
+
+// Instance returns this database's current instance.
+func (db *DB) Instance(ctx context.Context) (*Instance, error) {
+	in, err := db.currentInstance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	c := *in
+	if err := db.r.QueryRowContext(ctx, `SELECT counter FROM morango_instanceid WHERE id = ?`, c.ID).Scan(&c.Counter); err != nil {
+		return nil, fmt.Errorf("read instance counter: %w", err)
+	}
+	return &c, nil
+}
+
+func currentDatabaseID(ctx context.Context, tx *sql.Tx) (string, error) {
+	var id string
+	err := tx.QueryRowContext(ctx, `SELECT id FROM morango_databaseid WHERE current = 1 ORDER BY date_generated DESC LIMIT 1`).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return newDatabaseID(ctx, tx)
+	}
+	if err != nil {
+		return "", fmt.Errorf("read database id: %w", err)
+	}
+	return id, nil
+}
+
+func newDatabaseID(ctx context.Context, tx *sql.Tx) (string, error) {
+	id := ids.Random()
+	if _, err := tx.ExecContext(ctx, `UPDATE morango_databaseid SET current = 0`); err != nil {
+		return "", fmt.Errorf("new database id: %w", err)
+	}
+	if _, err := tx.ExecContext(ctx, `INSERT INTO morango_databaseid (id, current, date_generated) VALUES (?, 1, ?)`, id, now()); err != nil {
+		return "", fmt.Errorf("new database id: %w", err)
+	}
+	return id, nil
+}
+
+// nextCounter increments this instance's counter inside tx and returns it.
+func (db *DB) nextCounter(ctx context.Context, tx *sql.Tx) (string, int64, error) {
+	in := db.instance // set when the database was opened
+	var c int64
+	err := tx.QueryRowContext(ctx, `UPDATE morango_instanceid SET counter = counter + 1 WHERE id = ? RETURNING counter`, in.ID).Scan(&c)
+	if err != nil {
+		return "", 0, fmt.Errorf("increment counter: %w", err)
+	}
+	return in.ID, c, nil
+}

@@ -1,0 +1,360 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"strings"
+)
+
+// migrations create and upgrade the sync tables. Entry i brings the schema
+// from version i to i+1. Never edit a released entry: append a new one.
+var migrations = []string{
+	// 1: the initial sync tables.
+	`
+CREATE TABLE morango_schema (version INTEGER NOT NULL);
+INSERT INTO morango_schema (version) VALUES (0);
+
+CREATE TABLE morango_profile (
+	name TEXT PRIMARY KEY,
+	definition TEXT NOT NULL,
+	installed_at TEXT NOT NULL
+);
+
+CREATE TABLE morango_databaseid (
+	id TEXT PRIMARY KEY,
+	current INTEGER NOT NULL,
+	date_generated TEXT NOT NULL
+);
+
+CREATE TABLE morango_instanceid (
+	id TEXT PRIMARY KEY,
+	platform TEXT NOT NULL DEFAULT '',
+	hostname TEXT NOT NULL DEFAULT '',
+	sysversion TEXT NOT NULL DEFAULT '',
+	node_id TEXT NOT NULL DEFAULT '',
+	database_id TEXT NOT NULL,
+	counter INTEGER NOT NULL DEFAULT 0,
+	current INTEGER NOT NULL,
+	db_path TEXT NOT NULL DEFAULT '',
+	system_id TEXT NOT NULL DEFAULT ''
+);
+
+CREATE TABLE morango_store (
+	id TEXT PRIMARY KEY,
+	profile TEXT NOT NULL,
+	serialized TEXT NOT NULL,
+	deleted INTEGER NOT NULL DEFAULT 0,
+	hard_deleted INTEGER NOT NULL DEFAULT 0,
+	last_saved_instance TEXT NOT NULL,
+	last_saved_counter INTEGER NOT NULL,
+	partition TEXT NOT NULL,
+	source_id TEXT NOT NULL DEFAULT '',
+	model_name TEXT NOT NULL,
+	conflicting_serialized_data TEXT NOT NULL DEFAULT '',
+	_self_ref_fk TEXT NOT NULL DEFAULT '',
+	dirty_bit INTEGER NOT NULL DEFAULT 0,
+	deserialization_error TEXT NOT NULL DEFAULT '',
+	last_transfer_session_id TEXT
+);
+CREATE INDEX morango_store_partition ON morango_store (partition, model_name);
+CREATE INDEX morango_store_dirty ON morango_store (model_name) WHERE dirty_bit;
+CREATE INDEX morango_store_transfer ON morango_store (last_transfer_session_id) WHERE last_transfer_session_id IS NOT NULL;
+
+CREATE TABLE morango_recordmaxcounter (
+	store_model_id TEXT NOT NULL,
+	instance_id TEXT NOT NULL,
+	counter INTEGER NOT NULL,
+	PRIMARY KEY (store_model_id, instance_id)
+) WITHOUT ROWID;
+CREATE INDEX morango_recordmaxcounter_instance ON morango_recordmaxcounter (instance_id, counter);
+
+CREATE TABLE morango_databasemaxcounter (
+	instance_id TEXT NOT NULL,
+	partition TEXT NOT NULL DEFAULT '',
+	counter INTEGER NOT NULL,
+	PRIMARY KEY (instance_id, partition)
+) WITHOUT ROWID;
+
+-- App rows inserted, updated or deleted since the last serialization,
+-- written by the triggers. error holds why a row could not be serialized.
+CREATE TABLE morango_dirty (
+	model TEXT NOT NULL,
+	id TEXT NOT NULL,
+	error TEXT NOT NULL DEFAULT '',
+	PRIMARY KEY (model, id)
+) WITHOUT ROWID;
+
+CREATE TABLE morango_deletedmodels (
+	id TEXT PRIMARY KEY,
+	profile TEXT NOT NULL
+);
+CREATE TABLE morango_harddeletedmodels (
+	id TEXT PRIMARY KEY,
+	profile TEXT NOT NULL
+);
+
+-- Holds a row while the engine itself writes app rows, so that the triggers
+-- do not mark those writes as local changes.
+CREATE TABLE morango_applying (active INTEGER NOT NULL);
+
+-- Versions displaced on this device: an app edit made while an incoming
+-- version of the same record was not yet written to the app.
+CREATE TABLE morango_conflictlog (
+	seq INTEGER PRIMARY KEY AUTOINCREMENT,
+	record_id TEXT NOT NULL,
+	model_name TEXT NOT NULL,
+	instance_id TEXT NOT NULL,
+	counter INTEGER NOT NULL,
+	serialized TEXT NOT NULL,
+	deleted INTEGER NOT NULL,
+	logged_at TEXT NOT NULL
+);
+
+CREATE TABLE morango_syncsession (
+	id TEXT PRIMARY KEY,
+	start_timestamp TEXT NOT NULL,
+	last_activity_timestamp TEXT NOT NULL,
+	active INTEGER NOT NULL,
+	is_server INTEGER NOT NULL DEFAULT 0,
+	client_certificate_id TEXT NOT NULL DEFAULT '',
+	server_certificate_id TEXT NOT NULL DEFAULT '',
+	profile TEXT NOT NULL,
+	connection_kind TEXT NOT NULL,
+	connection_path TEXT NOT NULL DEFAULT '',
+	client_instance_id TEXT NOT NULL DEFAULT '',
+	server_instance_id TEXT NOT NULL DEFAULT '',
+	extra_fields TEXT NOT NULL DEFAULT '{}',
+	process_id INTEGER
+);
+
+CREATE TABLE morango_transfersession (
+	id TEXT PRIMARY KEY,
+	sync_session_id TEXT NOT NULL,
+	filter TEXT NOT NULL,
+	push INTEGER NOT NULL,
+	active INTEGER NOT NULL,
+	records_transferred INTEGER NOT NULL DEFAULT 0,
+	records_total INTEGER,
+	bytes_sent INTEGER NOT NULL DEFAULT 0,
+	bytes_received INTEGER NOT NULL DEFAULT 0,
+	start_timestamp TEXT NOT NULL,
+	last_activity_timestamp TEXT NOT NULL,
+	client_fsic TEXT NOT NULL DEFAULT '{}',
+	server_fsic TEXT NOT NULL DEFAULT '{}',
+	transfer_stage TEXT,
+	transfer_stage_status TEXT,
+	bundle_path TEXT NOT NULL DEFAULT '',
+	bundle_sha256 TEXT NOT NULL DEFAULT '',
+	error TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX morango_transfersession_bundle ON morango_transfersession (bundle_sha256);
+
+CREATE TABLE morango_buffer (
+	transfer_session_id TEXT NOT NULL,
+	model_uuid TEXT NOT NULL,
+	profile TEXT NOT NULL,
+	serialized TEXT NOT NULL,
+	deleted INTEGER NOT NULL,
+	hard_deleted INTEGER NOT NULL,
+	last_saved_instance TEXT NOT NULL,
+	last_saved_counter INTEGER NOT NULL,
+	partition TEXT NOT NULL,
+	source_id TEXT NOT NULL,
+	model_name TEXT NOT NULL,
+	conflicting_serialized_data TEXT NOT NULL,
+	_self_ref_fk TEXT NOT NULL,
+	PRIMARY KEY (transfer_session_id, model_uuid)
+) WITHOUT ROWID;
+CREATE TABLE morango_recordmaxcounterbuffer (
+	transfer_session_id TEXT NOT NULL,
+	model_uuid TEXT NOT NULL,
+	instance_id TEXT NOT NULL,
+	counter INTEGER NOT NULL,
+	PRIMARY KEY (transfer_session_id, model_uuid, instance_id)
+) WITHOUT ROWID;
+
+-- Bundles whose records are in the store: importing one again changes nothing.
+CREATE TABLE morango_appliedbundle (
+	transfer_id TEXT PRIMARY KEY,
+	sha256 TEXT NOT NULL,
+	sender_instance_id TEXT NOT NULL,
+	records INTEGER NOT NULL,
+	applied_at TEXT NOT NULL
+);
+
+CREATE TABLE morango_scopedefinition (
+	id TEXT PRIMARY KEY,
+	profile TEXT NOT NULL,
+	version INTEGER NOT NULL,
+	primary_scope_param_key TEXT NOT NULL,
+	description TEXT NOT NULL,
+	read_filter_template TEXT NOT NULL,
+	write_filter_template TEXT NOT NULL,
+	read_write_filter_template TEXT NOT NULL
+);
+
+CREATE TABLE morango_certificate (
+	id TEXT PRIMARY KEY,
+	parent_id TEXT,
+	profile TEXT NOT NULL,
+	scope_definition_id TEXT NOT NULL,
+	scope_version INTEGER NOT NULL,
+	scope_params TEXT NOT NULL,
+	public_key TEXT NOT NULL,
+	salt TEXT NOT NULL,
+	serialized TEXT NOT NULL,
+	signature TEXT NOT NULL,
+	private_key TEXT,
+	trusted INTEGER NOT NULL DEFAULT 0,
+	added_at TEXT NOT NULL
+);
+CREATE INDEX morango_certificate_parent ON morango_certificate (parent_id);
+
+-- Key pairs made by 'cert request', waiting for the granted certificate.
+CREATE TABLE morango_certrequest (
+	public_key TEXT PRIMARY KEY,
+	scope_definition_id TEXT NOT NULL,
+	scope_params TEXT NOT NULL,
+	private_key TEXT NOT NULL,
+	created_at TEXT NOT NULL
+);
+`,
+}
+
+const currentSchemaVersion = 1
+
+type execer interface {
+	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
+	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, query string, args ...any) *sql.Row
+}
+
+// schemaVersion returns the version of the sync tables, 0 if absent.
+func schemaVersion(ctx context.Context, q execer) (int, error) {
+	var n int
+	err := q.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type='table' AND name='morango_schema'`).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("read schema: %w", err)
+	}
+	if n == 0 {
+		return 0, nil
+	}
+	var v int
+	if err := q.QueryRowContext(ctx, `SELECT version FROM morango_schema`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+// migrate brings the sync tables to the current version, one transaction per
+// step, so that an interrupted upgrade resumes where it stopped.
+func migrate(ctx context.Context, w *sql.DB) error {
+	for {
+		tx, err := w.BeginTx(ctx, nil)
+		if err != nil {
+			return fmt.Errorf("migrate: %w", err)
+		}
+		v, err := schemaVersion(ctx, tx)
+		if err != nil {
+			tx.Rollback()
+			return err
+		}
+		if v >= len(migrations) {
+			return tx.Rollback()
+		}
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate sync tables to version %d: %w", v+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `UPDATE morango_schema SET version = ?`, v+1); err != nil {
+			tx.Rollback()
+			return fmt.Errorf("migrate sync tables to version %d: %w", v+1, err)
+		}
+		if err := tx.Commit(); err != nil {
+			return fmt.Errorf("migrate sync tables to version %d: %w", v+1, err)
+		}
+	}
+}
+
+type columnInfo struct {
+	Name    string
+	Type    string
+	NotNull bool
+	Default sql.NullString // an SQL expression
+	PK      bool
+}
+
+type tableInfo struct {
+	Name    string
+	Columns []columnInfo
+}
+
+func (t *tableInfo) column(name string) *columnInfo {
+	for i := range t.Columns {
+		if t.Columns[i].Name == name {
+			return &t.Columns[i]
+		}
+	}
+	return nil
+}
+
+type schemaInfo map[string]*tableInfo
+
+func (s schemaInfo) columns() map[string][]string {
+	m := make(map[string][]string, len(s))
+	for name, t := range s {
+		cols := make([]string, len(t.Columns))
+		for i, c := range t.Columns {
+			cols[i] = c.Name
+		}
+		m[name] = cols
+	}
+	return m
+}
+
+// readSchema reads the app's tables and their columns (not the sync tables).
+func readSchema(ctx context.Context, q execer) (schemaInfo, error) {
+	rows, err := q.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type='table' AND name NOT LIKE 'sqlite\_%' ESCAPE '\' AND name NOT LIKE 'morango\_%' ESCAPE '\'`)
+	if err != nil {
+		return nil, fmt.Errorf("read app schema: %w", err)
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	s := make(schemaInfo, len(names))
+	for _, n := range names {
+		t := &tableInfo{Name: n}
+		cr, err := q.QueryContext(ctx, `SELECT name, type, "notnull", dflt_value, pk FROM pragma_table_info(?)`, n)
+		if err != nil {
+			return nil, fmt.Errorf("read columns of %s: %w", n, err)
+		}
+		for cr.Next() {
+			var c columnInfo
+			var pk int
+			if err := cr.Scan(&c.Name, &c.Type, &c.NotNull, &c.Default, &pk); err != nil {
+				cr.Close()
+				return nil, err
+			}
+			c.PK = pk > 0
+			c.Type = strings.ToUpper(c.Type)
+			t.Columns = append(t.Columns, c)
+		}
+		cr.Close()
+		if err := cr.Err(); err != nil {
+			return nil, err
+		}
+		s[n] = t
+	}
+	return s, nil
+}

@@ -1,0 +1,245 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+
+	"github.com/morango-sync/morango/ids"
+	"github.com/morango-sync/morango/profile"
+)
+
+// SerializeResult says what a serialization did.
+type SerializeResult struct {
+	// Counter is the instance counter of the new versions (0 when nothing
+	// was dirty and no counter was used).
+	Counter     int64 `json:"counter"`
+	Created     int64 `json:"created"`
+	Updated     int64 `json:"updated"`
+	Deleted     int64 `json:"deleted"`
+	HardDeleted int64 `json:"hard_deleted"`
+	// Failed counts app rows that could not be serialized; their reasons
+	// are in Status.
+	Failed int64 `json:"failed"`
+}
+
+// Versions is the number of new versions.
+func (r SerializeResult) Versions() int64 { return r.Created + r.Updated + r.Deleted + r.HardDeleted }
+
+// Serialize turns the app's changes since the last serialization into new
+// versions in the store, in one transaction: new rows get a store row,
+// changed rows a new version, deleted rows a deleted version, hard-deleted
+// rows are erased. Each new version is stamped with this instance and a fresh
+// counter; the record's history and this instance's database-max counter are
+// raised to it.
+func (db *DB) Serialize(ctx context.Context) (SerializeResult, error) {
+	var res SerializeResult
+	err := db.writeTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		res, err = db.serialize(ctx, tx)
+		return err
+	})
+	return res, err
+}
+
+func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error) {
+	var res SerializeResult
+	var pending bool
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_dirty WHERE error = '')
+		OR EXISTS (SELECT 1 FROM morango_deletedmodels) OR EXISTS (SELECT 1 FROM morango_harddeletedmodels)`).Scan(&pending)
+	if err != nil {
+		return res, fmt.Errorf("serialize: %w", err)
+	}
+	if !pending {
+		return res, nil
+	}
+	me, c, err := db.nextCounter(ctx, tx)
+	if err != nil {
+		return res, err
+	}
+	res.Counter = c
+	s := serializer{db: db, tx: tx, me: me, c: c}
+	steps := []string{
+		`CREATE TEMP TABLE IF NOT EXISTS morango_versioned (id TEXT PRIMARY KEY) WITHOUT ROWID`,
+		`DELETE FROM temp.morango_versioned`,
+		// Deletions the app recorded explicitly become ordinary changes.
+		`INSERT INTO morango_dirty (model, id) SELECT s.model_name, d.id FROM morango_deletedmodels d
+			JOIN morango_store s ON s.id = d.id WHERE true ON CONFLICT (model, id) DO UPDATE SET error = ''`,
+		`DELETE FROM morango_deletedmodels`,
+	}
+	if err := s.exec(ctx, steps...); err != nil {
+		return res, err
+	}
+	if err := s.hardDelete(ctx, &res); err != nil {
+		return res, err
+	}
+	for _, m := range db.profile.Ordered() {
+		if err := s.model(ctx, m, &res); err != nil {
+			return res, fmt.Errorf("serialize %s: %w", m.Name, err)
+		}
+	}
+	// Every new version enters its record's history.
+	err = s.exec(ctx,
+		fmt.Sprintf(`INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter)
+			SELECT id, %s, %d FROM temp.morango_versioned WHERE true
+			ON CONFLICT (store_model_id, instance_id) DO UPDATE SET counter = max(counter, excluded.counter)`, literal(me), c),
+		fmt.Sprintf(`INSERT INTO morango_databasemaxcounter (instance_id, partition, counter) VALUES (%s, '', %d)
+			ON CONFLICT (instance_id, partition) DO UPDATE SET counter = max(counter, excluded.counter)`, literal(me), c),
+		`DELETE FROM temp.morango_versioned`,
+	)
+	if err != nil {
+		return res, err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_dirty`).Scan(&res.Failed)
+	return res, err
+}
+
+type serializer struct {
+	db *DB
+	tx *sql.Tx
+	me string
+	c  int64
+}
+
+func (s *serializer) exec(ctx context.Context, stmts ...string) error {
+	for _, q := range stmts {
+		if _, err := s.tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("%w (in %.120s)", err, q)
+		}
+	}
+	return nil
+}
+
+func (s *serializer) count(ctx context.Context, q string, args ...any) (int64, error) {
+	r, err := s.tx.ExecContext(ctx, q, args...)
+	if err != nil {
+		return 0, fmt.Errorf("%w (in %.120s)", err, q)
+	}
+	return r.RowsAffected()
+}
+
+// lsb sets a new version's writer and counter and clears the fields that
+// belong to incoming versions.
+func (s *serializer) lsb() string {
+	return fmt.Sprintf(`last_saved_instance = %s, last_saved_counter = %d, conflicting_serialized_data = '',
+		dirty_bit = 0, deserialization_error = '', last_transfer_session_id = NULL`, literal(s.me), s.c)
+}
+
+// hardDelete erases the records listed in morango_harddeletedmodels: their
+// store rows keep only a hard-deleted version with "{}" as data, and their
+// app rows are deleted.
+func (s *serializer) hardDelete(ctx context.Context, res *SerializeResult) error {
+	n, err := s.count(ctx, `INSERT INTO temp.morango_versioned (id) SELECT h.id FROM morango_harddeletedmodels h
+		JOIN morango_store s ON s.id = h.id WHERE s.hard_deleted = 0 OR s.serialized <> '{}' OR s.conflicting_serialized_data <> ''
+		ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return err
+	}
+	res.HardDeleted = n
+	err = s.exec(ctx,
+		`UPDATE morango_store SET hard_deleted = 1, deleted = 1, serialized = '{}', `+s.lsb()+`
+			WHERE id IN (SELECT id FROM temp.morango_versioned)`,
+		`INSERT INTO morango_applying (active) VALUES (1)`)
+	if err != nil {
+		return err
+	}
+	for _, m := range s.db.profile.Models {
+		err := s.exec(ctx,
+			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT id FROM morango_harddeletedmodels)`, quote(m.Table)),
+			fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND id IN (SELECT id FROM morango_harddeletedmodels)`, literal(m.Name)))
+		if err != nil {
+			return err
+		}
+	}
+	return s.exec(ctx, `DELETE FROM morango_applying`, `DELETE FROM morango_harddeletedmodels`)
+}
+
+// model serializes the dirty rows of one model.
+func (s *serializer) model(ctx context.Context, m *profile.Model, res *SerializeResult) error {
+	t := s.db.schema[m.Table]
+	cols := syncedColumns(t, m)
+	table, model := quote(m.Table), literal(m.Name)
+	dirty := fmt.Sprintf(`SELECT id FROM morango_dirty WHERE model = %s AND error = ''`, model)
+	part := templateSQL(m.Partition, "t", "t.id")
+	selfRef := "''"
+	if c := m.SelfRef(); c != "" {
+		selfRef = fmt.Sprintf("coalesce(CAST(t.%s AS TEXT), '')", quote(c))
+	}
+
+	// Rows that cannot become records stay in morango_dirty with the reason.
+	checks := []struct{ cond, msg string }{
+		{`NOT (typeof(t.id) = 'text' AND length(t.id) = 32 AND t.id NOT GLOB '*[^0-9a-f]*')`,
+			`'id must be 32 lower-case hex digits'`},
+		{part + ` IS NULL`, literal(fmt.Sprintf("a column of the partition template %q is NULL", m.Partition))},
+	}
+	source := "''"
+	if m.SourceID != "" {
+		source = templateSQL(m.SourceID, "t", "t.id")
+		raw := templateSQL(m.Partition, "t", literal(ids.IDPlaceholder))
+		want := fmt.Sprintf("morango_sha2_uuid(%s, %s, %s)", raw, source, model)
+		checks = append(checks,
+			struct{ cond, msg string }{source + ` IS NULL`, literal(fmt.Sprintf("a column of the source-id template %q is NULL", m.SourceID))},
+			struct{ cond, msg string }{`t.id <> ` + want,
+				fmt.Sprintf(`'id must be ' || %s || ' (the namespaced id of its partition, source id and model; see morango id)'`, want)})
+	}
+	for _, ch := range checks {
+		q := fmt.Sprintf(`UPDATE morango_dirty SET error = (SELECT %s FROM %s t WHERE t.id = morango_dirty.id)
+			WHERE model = %s AND error = '' AND id IN (
+				SELECT t.id FROM %s t WHERE t.id IN (%s) AND NOT EXISTS (SELECT 1 FROM morango_store s WHERE s.id = t.id) AND (%s))`,
+			ch.msg, table, model, table, dirty, ch.cond)
+		if err := s.exec(ctx, q); err != nil {
+			return err
+		}
+	}
+
+	// New records.
+	n, err := s.count(ctx, fmt.Sprintf(`INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
+			last_saved_instance, last_saved_counter, partition, source_id, model_name, _self_ref_fk)
+		SELECT t.id, %s, %s, 0, 0, %s, %d, %s, %s, %s, %s
+		FROM %s t WHERE t.id IN (%s) AND NOT EXISTS (SELECT 1 FROM morango_store s WHERE s.id = t.id)`,
+		literal(s.db.profile.Name), jsonObjectSQL("t", cols), literal(s.me), s.c, part, source, model, selfRef, table, dirty))
+	if err != nil {
+		return err
+	}
+	res.Created += n
+
+	// Changed records: a new version when the data differs or the record was
+	// deleted. The displaced head of a record whose incoming version had not
+	// reached the app yet is logged, never dropped.
+	err = s.exec(ctx,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_changed (id TEXT PRIMARY KEY, serialized TEXT NOT NULL, self_ref TEXT NOT NULL) WITHOUT ROWID`,
+		`DELETE FROM temp.morango_changed`,
+		fmt.Sprintf(`INSERT INTO temp.morango_changed (id, serialized, self_ref)
+			SELECT id, new, self_ref FROM (
+				SELECT s.id, %s AS new, %s AS self_ref, s.serialized AS old, s.deleted, s.last_saved_counter AS lsc
+				FROM %s t JOIN morango_store s ON s.id = t.id WHERE t.id IN (%s) AND s.last_saved_counter <> %d)
+			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, dirty, s.c),
+		fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
+			SELECT s.id, s.model_name, s.last_saved_instance, s.last_saved_counter, s.serialized, s.deleted, %s
+			FROM morango_store s WHERE s.dirty_bit AND s.id IN (SELECT id FROM temp.morango_changed)`, literal(now())),
+	)
+	if err != nil {
+		return err
+	}
+	n, err = s.count(ctx, `UPDATE morango_store SET serialized = c.serialized, _self_ref_fk = c.self_ref,
+			deleted = 0, hard_deleted = 0, `+s.lsb()+`
+		FROM temp.morango_changed c WHERE c.id = morango_store.id`)
+	if err != nil {
+		return err
+	}
+	res.Updated += n
+
+	// Deleted records: the app row is gone.
+	n, err = s.count(ctx, fmt.Sprintf(`UPDATE morango_store SET deleted = 1, `+s.lsb()+`
+		WHERE id IN (%s) AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.id = morango_store.id) AND deleted = 0 AND model_name = %s`,
+		dirty, table, model))
+	if err != nil {
+		return err
+	}
+	res.Deleted += n
+
+	return s.exec(ctx,
+		fmt.Sprintf(`INSERT INTO temp.morango_versioned (id) SELECT id FROM morango_store
+			WHERE id IN (%s) AND last_saved_instance = %s AND last_saved_counter = %d ON CONFLICT DO NOTHING`, dirty, literal(s.me), s.c),
+		fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''`, model))
+}

@@ -1,0 +1,95 @@
+package store
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/morango-sync/morango/profile"
+)
+
+// syncedColumns returns the columns of the model's table that are synced,
+// in table order.
+func syncedColumns(t *tableInfo, m *profile.Model) []string {
+	var cols []string
+	for _, c := range t.Columns {
+		if m.Synced(c.Name) {
+			cols = append(cols, c.Name)
+		}
+	}
+	return cols
+}
+
+// jsonPath returns the JSON path of a top-level key.
+func jsonPath(key string) string {
+	return literal(`$."` + strings.ReplaceAll(key, `"`, `\"`) + `"`)
+}
+
+// maxFunctionArgs keeps json_object and json_set calls under SQLite's limit
+// on function arguments.
+const maxFunctionArgs = 100
+
+// jsonObjectSQL returns an expression building the JSON object of the
+// columns of the row aliased alias.
+func jsonObjectSQL(alias string, cols []string) string {
+	return jsonSetSQL("json_object()", alias, cols)
+}
+
+// jsonSetSQL returns an expression setting each column of the row aliased
+// alias into the JSON object base: keys the row lacks are kept, so values
+// written by a newer app version survive.
+func jsonSetSQL(base, alias string, cols []string) string {
+	expr := base
+	for start := 0; start < len(cols); start += maxFunctionArgs / 2 {
+		end := min(start+maxFunctionArgs/2, len(cols))
+		var b strings.Builder
+		b.WriteString("json_set(" + expr)
+		for _, c := range cols[start:end] {
+			fmt.Fprintf(&b, ", %s, %s.%s", jsonPath(c), alias, quote(c))
+		}
+		b.WriteString(")")
+		expr = b.String()
+	}
+	return expr
+}
+
+// templateSQL turns a partition or source-id template into an SQL
+// expression over the row aliased alias. ${id} becomes idExpr. The
+// expression is NULL when a referenced column is NULL.
+func templateSQL(tmpl, alias, idExpr string) string {
+	var parts []string
+	var lit strings.Builder
+	flush := func() {
+		if lit.Len() > 0 {
+			parts = append(parts, literal(lit.String()))
+			lit.Reset()
+		}
+	}
+	for i := 0; i < len(tmpl); i++ {
+		if tmpl[i] == '$' && i+1 < len(tmpl) {
+			switch {
+			case tmpl[i+1] == '$':
+				lit.WriteByte('$')
+				i++
+				continue
+			case tmpl[i+1] == '{':
+				if end := strings.IndexByte(tmpl[i+2:], '}'); end >= 0 {
+					name := tmpl[i+2 : i+2+end]
+					flush()
+					if name == "id" {
+						parts = append(parts, idExpr)
+					} else {
+						parts = append(parts, "CAST("+alias+"."+quote(name)+" AS TEXT)")
+					}
+					i += 2 + end
+					continue
+				}
+			}
+		}
+		lit.WriteByte(tmpl[i])
+	}
+	flush()
+	if len(parts) == 0 {
+		return "''"
+	}
+	return "(" + strings.Join(parts, " || ") + ")"
+}

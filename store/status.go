@@ -1,0 +1,145 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// ModelStatus counts one model's records.
+type ModelStatus struct {
+	Model string `json:"model"`
+	Table string `json:"table"`
+	// AppRows is the number of rows in the app's table.
+	AppRows int64 `json:"app_rows"`
+	// Records is the number of store records, Deleted of which are deleted
+	// (HardDeleted of those erased).
+	Records     int64 `json:"records"`
+	Deleted     int64 `json:"deleted"`
+	HardDeleted int64 `json:"hard_deleted"`
+	// Conflicts counts records holding concurrent versions that lost.
+	Conflicts int64 `json:"conflicts"`
+	// Unserialized counts app rows changed since the last serialization.
+	Unserialized int64 `json:"unserialized"`
+	// Pending counts store records not yet written to the app.
+	Pending int64 `json:"pending"`
+}
+
+// Problem is a row that could not be serialized or deserialized.
+type Problem struct {
+	Model  string `json:"model"`
+	ID     string `json:"id"`
+	Stage  string `json:"stage"` // "serialize" or "deserialize"
+	Reason string `json:"reason"`
+}
+
+// Counter is one database-max counter.
+type Counter struct {
+	Instance  string `json:"instance"`
+	Partition string `json:"partition"`
+	Counter   int64  `json:"counter"`
+}
+
+// Status describes the sync state of a database.
+type Status struct {
+	Path     string        `json:"path"`
+	Profile  string        `json:"profile"`
+	Instance Instance      `json:"instance"`
+	Models   []ModelStatus `json:"models"`
+	Counters []Counter     `json:"counters"`
+	Problems []Problem     `json:"problems"`
+}
+
+// maxProblems bounds the problems Status lists.
+const maxProblems = 100
+
+// Status reads the database's sync state. It changes nothing.
+func (db *DB) Status(ctx context.Context) (*Status, error) {
+	in, err := db.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	st := &Status{Path: db.path, Profile: db.profile.Name, Instance: *in}
+	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	defer tx.Rollback()
+	for _, m := range db.profile.Ordered() {
+		ms := ModelStatus{Model: m.Name, Table: m.Table}
+		err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %s`, quote(m.Table))).Scan(&ms.AppRows)
+		if err == nil {
+			err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(deleted), 0), coalesce(sum(hard_deleted), 0),
+				coalesce(sum(conflicting_serialized_data <> ''), 0), coalesce(sum(dirty_bit), 0)
+				FROM morango_store WHERE model_name = ?`, m.Name).Scan(&ms.Records, &ms.Deleted, &ms.HardDeleted, &ms.Conflicts, &ms.Pending)
+		}
+		if err == nil {
+			err = tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_dirty WHERE model = ?`, m.Name).Scan(&ms.Unserialized)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("status of %s: %w", m.Name, err)
+		}
+		st.Models = append(st.Models, ms)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT instance_id, partition, counter FROM morango_databasemaxcounter ORDER BY instance_id, partition`)
+	if err != nil {
+		return nil, err
+	}
+	for rows.Next() {
+		var c Counter
+		if err := rows.Scan(&c.Instance, &c.Partition, &c.Counter); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		st.Counters = append(st.Counters, c)
+	}
+	rows.Close()
+	rows, err = tx.QueryContext(ctx, `SELECT model, id, 'serialize', error FROM morango_dirty WHERE error <> ''
+		UNION ALL SELECT model_name, id, 'deserialize', deserialization_error FROM morango_store WHERE dirty_bit AND deserialization_error <> ''
+		ORDER BY 1, 2 LIMIT ?`, maxProblems)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var p Problem
+		if err := rows.Scan(&p.Model, &p.ID, &p.Stage, &p.Reason); err != nil {
+			return nil, err
+		}
+		st.Problems = append(st.Problems, p)
+	}
+	return st, rows.Err()
+}
+
+// HardDelete deletes an app row and erases its data everywhere it syncs: its
+// store record keeps only a hard-deleted version, which replaces every other
+// version on the devices it reaches. Apps do the same with plain SQL by
+// inserting the id into morango_harddeletedmodels (id, profile) before
+// deleting the row.
+func (db *DB) HardDelete(ctx context.Context, model, id string) error {
+	m := db.profile.Model(model)
+	if m == nil {
+		return withHint(fmt.Errorf("hard delete: no model %q in profile %s", model, db.profile.Name),
+			"name a model of the profile (see morango status)")
+	}
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		var inApp, inStore bool
+		if err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM %s WHERE id = ?)`, quote(m.Table)), id).Scan(&inApp); err != nil {
+			return err
+		}
+		if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_store WHERE id = ? AND model_name = ?)`, id, model).Scan(&inStore); err != nil {
+			return err
+		}
+		if !inApp && !inStore {
+			return fmt.Errorf("hard delete: no %s with id %s", model, id)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO morango_harddeletedmodels (id, profile) VALUES (?, ?) ON CONFLICT DO NOTHING`, id, db.profile.Name); err != nil {
+			return err
+		}
+		if _, err := tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = ?`, quote(m.Table)), id); err != nil {
+			return err
+		}
+		_, err := db.serialize(ctx, tx)
+		return err
+	})
+}

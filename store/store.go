@@ -1,0 +1,258 @@
+// Package store is the SQLite side of morango: the morango_* tables and their
+// migrations, instance and database ids, counters, the triggers that track
+// app changes, serialization (app rows → store) and deserialization (store →
+// app rows), queuing and merging records.
+//
+// One SQLite file holds the application's own tables and the sync tables, so
+// every step is a transaction together with the app's data. The app keeps
+// writing its tables with plain SQL through its own connections; triggers
+// record what changed.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"database/sql/driver"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	"modernc.org/sqlite"
+
+	"github.com/morango-sync/morango/ids"
+	"github.com/morango-sync/morango/profile"
+)
+
+// ErrNotInitialized is returned by Open for a database without the sync
+// tables.
+var ErrNotInitialized = errors.New("database is not initialized for sync")
+
+// HintError is an error with a line telling the user what to do.
+type HintError struct {
+	Err  error
+	Help string
+}
+
+func (e *HintError) Error() string { return e.Err.Error() }
+func (e *HintError) Unwrap() error { return e.Err }
+
+// Hint returns what the user can do about the error.
+func (e *HintError) Hint() string { return e.Help }
+
+func withHint(err error, format string, args ...any) error {
+	return &HintError{Err: err, Help: fmt.Sprintf(format, args...)}
+}
+
+// Options configure a database.
+type Options struct {
+	// Logger receives diagnostics; nil discards them.
+	Logger *slog.Logger
+	// SystemID and NodeID override the system facts the instance id is
+	// computed from (as the MORANGO_SYSTEM_ID and MORANGO_NODE_ID
+	// environment variables do).
+	SystemID, NodeID string
+}
+
+// DB is an app database with the sync tables installed.
+type DB struct {
+	path    string
+	w       *sql.DB // one connection; write transactions start IMMEDIATE
+	r       *sql.DB // readers
+	log     *slog.Logger
+	opts    Options
+	profile *profile.Profile
+	schema  map[string]*tableInfo
+
+	mu       sync.Mutex
+	instance *Instance
+}
+
+var registerOnce sync.Once
+
+// registerFunctions adds the SQL functions the store's statements use.
+func registerFunctions() {
+	registerOnce.Do(func() {
+		sqlite.MustRegisterDeterministicScalarFunction("morango_sha2_uuid", 3,
+			func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+				parts := make([]string, len(args))
+				for i, a := range args {
+					switch v := a.(type) {
+					case string:
+						parts[i] = v
+					case []byte:
+						parts[i] = string(v)
+					case nil:
+						return nil, nil
+					default:
+						parts[i] = fmt.Sprint(v)
+					}
+				}
+				return ids.SHA2UUID(parts...), nil
+			})
+	})
+}
+
+func dsn(path string, immediate bool) string {
+	q := []string{
+		"_pragma=busy_timeout(30000)",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(FULL)",
+		"_pragma=foreign_keys(0)",
+	}
+	if immediate {
+		q = append(q, "_txlock=immediate")
+	}
+	return path + "?" + strings.Join(q, "&")
+}
+
+func openHandles(path string) (w, r *sql.DB, err error) {
+	registerFunctions()
+	w, err = sql.Open("sqlite", dsn(path, true))
+	if err != nil {
+		return nil, nil, err
+	}
+	w.SetMaxOpenConns(1)
+	r, err = sql.Open("sqlite", dsn(path, false))
+	if err != nil {
+		w.Close()
+		return nil, nil, err
+	}
+	r.SetMaxOpenConns(4)
+	return w, r, nil
+}
+
+func absPath(path string) (string, error) {
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return "", fmt.Errorf("database path %s: %w", path, err)
+	}
+	return abs, nil
+}
+
+// Open opens a database on which Init has run.
+func Open(ctx context.Context, path string, opts *Options) (*DB, error) {
+	abs, err := absPath(path)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(abs); err != nil {
+		return nil, withHint(fmt.Errorf("open database %s: %w", path, err),
+			"check the path given with --db")
+	}
+	db, err := newDB(abs, opts)
+	if err != nil {
+		return nil, err
+	}
+	if err := db.load(ctx); err != nil {
+		db.Close()
+		return nil, err
+	}
+	return db, nil
+}
+
+func newDB(abs string, opts *Options) (*DB, error) {
+	w, r, err := openHandles(abs)
+	if err != nil {
+		return nil, fmt.Errorf("open database %s: %w", abs, err)
+	}
+	db := &DB{path: abs, w: w, r: r}
+	if opts != nil {
+		db.opts = *opts
+	}
+	db.log = db.opts.Logger
+	if db.log == nil {
+		db.log = slog.New(slog.DiscardHandler)
+	}
+	return db, nil
+}
+
+// load reads the installed profile and checks it against the app's schema.
+func (db *DB) load(ctx context.Context) error {
+	v, err := schemaVersion(ctx, db.w)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", db.path, err)
+	}
+	if v == 0 {
+		return withHint(fmt.Errorf("open database %s: %w", db.path, ErrNotInitialized),
+			"run 'morango init --db %s --profile PROFILE.json' first", db.path)
+	}
+	if v > currentSchemaVersion {
+		return withHint(fmt.Errorf("open database %s: sync tables are at version %d, this morango knows up to %d", db.path, v, currentSchemaVersion),
+			"upgrade morango on this device")
+	}
+	if v < currentSchemaVersion {
+		if err := migrate(ctx, db.w); err != nil {
+			return err
+		}
+	}
+	var def string
+	err = db.w.QueryRowContext(ctx, `SELECT definition FROM morango_profile LIMIT 1`).Scan(&def)
+	if errors.Is(err, sql.ErrNoRows) {
+		return withHint(fmt.Errorf("open database %s: %w: no profile installed", db.path, ErrNotInitialized),
+			"run 'morango init --db %s --profile PROFILE.json' first", db.path)
+	}
+	if err != nil {
+		return fmt.Errorf("read installed profile: %w", err)
+	}
+	p, err := profile.Parse([]byte(def))
+	if err != nil {
+		return fmt.Errorf("installed profile: %w", err)
+	}
+	schema, err := readSchema(ctx, db.w)
+	if err != nil {
+		return err
+	}
+	if err := p.CheckSchema(schema.columns()); err != nil {
+		return withHint(fmt.Errorf("the app's tables no longer match the installed profile: %w", err),
+			"run 'morango init' again with a profile that matches the app's tables")
+	}
+	db.profile = p
+	db.schema = schema
+	_, err = db.currentInstance(ctx)
+	return err
+}
+
+// Close closes the database.
+func (db *DB) Close() error {
+	return errors.Join(db.w.Close(), db.r.Close())
+}
+
+// Path returns the database's absolute path.
+func (db *DB) Path() string { return db.path }
+
+// Profile returns the installed profile.
+func (db *DB) Profile() *profile.Profile { return db.profile }
+
+// SQL returns a handle for reading the database directly (tests, status).
+func (db *DB) SQL() *sql.DB { return db.r }
+
+// writeTx runs fn in a write transaction (BEGIN IMMEDIATE) and commits it if
+// fn returns nil.
+func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
+	tx, err := db.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write transaction: %w", err)
+	}
+	if err := fn(tx); err != nil {
+		tx.Rollback()
+		return err
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// quote quotes an SQL identifier.
+func quote(name string) string {
+	return `"` + strings.ReplaceAll(name, `"`, `""`) + `"`
+}
+
+// literal quotes an SQL string literal.
+func literal(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
+}
