@@ -1,0 +1,168 @@
+package bundle
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+)
+
+// FS is the filesystem bundles and manifests are written to and read from:
+// a folder on a USB stick, usually. Tests inject failures through it.
+type FS interface {
+	// CreateTemp creates a new file in dir whose name is pattern with its
+	// last "*" replaced by a random string, as os.CreateTemp does.
+	CreateTemp(dir, pattern string) (File, error)
+	// Open opens a file for reading.
+	Open(name string) (io.ReadCloser, error)
+	// Rename renames a file, replacing newpath if it exists.
+	Rename(oldpath, newpath string) error
+	// Remove removes a file.
+	Remove(name string) error
+	// SyncDir flushes a folder's entries (a rename) to the device.
+	SyncDir(dir string) error
+	// ReadDir returns the names of the entries of a folder.
+	ReadDir(dir string) ([]string, error)
+}
+
+// File is a file being written.
+type File interface {
+	io.Writer
+	// Sync flushes what was written to the device.
+	Sync() error
+	Close() error
+	// Name returns the file's path.
+	Name() string
+}
+
+// OSFS is the operating system's filesystem.
+type OSFS struct{}
+
+var _ FS = OSFS{}
+
+// CreateTemp calls os.CreateTemp.
+func (OSFS) CreateTemp(dir, pattern string) (File, error) { return os.CreateTemp(dir, pattern) }
+
+// Open calls os.Open.
+func (OSFS) Open(name string) (io.ReadCloser, error) { return os.Open(name) }
+
+// Rename calls os.Rename.
+func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
+
+// Remove calls os.Remove.
+func (OSFS) Remove(name string) error { return os.Remove(name) }
+
+// ReadDir returns the names of dir's entries, sorted.
+func (OSFS) ReadDir(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return names, err
+}
+
+// SyncDir opens dir and syncs it. Where folders cannot be synced (Windows,
+// some filesystems of removable drives), it does nothing.
+func (OSFS) SyncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	err = d.Sync()
+	if errors.Is(err, syscall.EINVAL) || errors.Is(err, syscall.ENOTSUP) || errors.Is(err, errors.ErrUnsupported) {
+		err = nil
+	}
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	return err
+}
+
+// tempSuffix ends the name of every file WriteFile has not finished.
+const tempSuffix = ".morango-tmp"
+
+// IsTemp reports whether a file name is that of a file WriteFile was
+// writing and did not finish (the program was killed, the stick pulled).
+// Such a file is never complete, and may be removed.
+func IsTemp(name string) bool {
+	name = filepath.Base(name)
+	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, tempSuffix)
+}
+
+// WriteFile writes a file atomically: write is called with a temporary file
+// in the same folder, which is then synced, closed and renamed to path,
+// and the folder synced. On any error the temporary file is removed, and
+// nothing is left under path either: if the last step, syncing the
+// folder, fails, the renamed file is removed too, as its entry may not
+// survive a power cut. A file that was at path before is then gone.
+func WriteFile(fsys FS, path string, write func(io.Writer) error) (err error) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	f, err := fsys.CreateTemp(dir, "."+strings.ReplaceAll(base, "*", "")+".*"+tempSuffix)
+	if err != nil {
+		return fmt.Errorf("create a file in %s (is the stick mounted and writable?): %w", dir, err)
+	}
+	tmp := f.Name()
+	renamed, closed := false, false
+	defer func() {
+		if err == nil {
+			return
+		}
+		if !closed {
+			f.Close()
+		}
+		if renamed {
+			fsys.Remove(path)
+		} else {
+			fsys.Remove(tmp)
+		}
+	}()
+
+	w := &errWriter{w: f}
+	if err := write(w); err != nil {
+		if w.err != nil {
+			return fmt.Errorf("write %s (the stick may be full or failing; write it again, or to another stick): %w", path, err)
+		}
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	if err := f.Sync(); err != nil {
+		return fmt.Errorf("flush %s to the device (the stick may be full or failing; write it again, or to another stick): %w", path, err)
+	}
+	closed = true
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s (the stick may be full or failing; write it again, or to another stick): %w", path, err)
+	}
+	if err := fsys.Rename(tmp, path); err != nil {
+		return fmt.Errorf("rename the new file to %s (check the folder's permissions and free space): %w", path, err)
+	}
+	renamed = true
+	if err := fsys.SyncDir(dir); err != nil {
+		return fmt.Errorf("flush folder %s to the device (the stick may be failing; write the file again): %w", dir, err)
+	}
+	return nil
+}
+
+// errWriter remembers whether the file itself failed a write, to tell such
+// errors from those of the caller's write function.
+type errWriter struct {
+	w   io.Writer
+	err error
+}
+
+func (e *errWriter) Write(p []byte) (int, error) {
+	n, err := e.w.Write(p)
+	if err != nil && e.err == nil {
+		e.err = err
+	}
+	return n, err
+}
