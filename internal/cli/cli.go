@@ -53,7 +53,18 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 }
 
 func commands() []*cli.Command {
-	return nil
+	return []*cli.Command{
+		initCommand(),
+		statusCommand(),
+		serializeCommand(),
+		deleteCommand(),
+		idCommand(),
+		certCommand(),
+		exportCommand(),
+		importCommand(),
+		manifestCommand(),
+		exchangeCommand(),
+	}
 }
 
 // ExitCode prints err (with its hints) to stderr and returns the process's

@@ -1,0 +1,247 @@
+package cli
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/urfave/cli/v2"
+
+	"github.com/morango-sync/morango/session"
+	"github.com/morango-sync/morango/store"
+)
+
+var (
+	certFlag   = &cli.StringFlag{Name: "cert", Usage: "the `ID` of a certificate this device holds the key of", Required: true}
+	quietFlag  = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"}
+	filterFlag = &cli.StringSliceFlag{Name: "filter", Usage: "partition `PREFIX`es to narrow what is sent (repeat or comma-separate)"}
+)
+
+func exportCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "export",
+		Usage: "write a signed bundle of what a peer lacks",
+		Description: `Serializes the app's changes, then writes a bundle of the records under the
+certificate's write scope. With --for MANIFEST, only what that device lacks and may read.
+The file is written atomically, then read back and verified.
+
+Example:
+   morango export --db school.sqlite3 --cert 1e2edbeb2ffea72cd7eb943a956a992c -o /media/usb/facility.bundle`,
+		Flags: []cli.Flag{dbFlag, certFlag, filterFlag,
+			&cli.StringFlag{Name: "for", Usage: "the peer's manifest `FILE`"},
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the bundle `FILE` to write", Required: true},
+			jsonFlag, quietFlag},
+		Action: func(c *cli.Context) error {
+			db, err := openDB(c)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			p := newProgress(c.App.ErrWriter, c.Bool("json"), c.Bool("quiet"))
+			defer p.done()
+			r, err := session.Export(c.Context, db, &session.DiskConnection{Bundle: c.String("output"), Manifest: c.String("for")},
+				session.ExportOptions{CertID: c.String("cert"), Filter: c.StringSlice("filter"), Observer: p.observer()})
+			if err != nil {
+				return err
+			}
+			p.done()
+			if c.Bool("json") {
+				return printJSON(out(c), r)
+			}
+			printf(c, "wrote %s: %d records%s\n", c.String("output"), r.Records, perModel(r.Counts))
+			return nil
+		},
+	}
+}
+
+func perModel(counts map[string]int64) string {
+	if len(counts) == 0 {
+		return ""
+	}
+	var parts []string
+	for _, k := range sortedKeys(counts) {
+		parts = append(parts, fmt.Sprintf("%s %d", k, counts[k]))
+	}
+	return " (" + strings.Join(parts, ", ") + ")"
+}
+
+func importCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "import",
+		Usage:     "verify bundles and merge them into the database",
+		ArgsUsage: "BUNDLE...",
+		Description: `Verifies each bundle completely before writing anything: format, hash, signature,
+that its certificate chain roots in a certificate this device trusts, and that every record lies in
+the signer's write scope (others are refused and listed). Then merges and writes the app's rows,
+in one transaction. Importing a bundle twice changes nothing.
+
+Example:
+   morango import --db school.sqlite3 /media/usb/*.bundle`,
+		Flags: []cli.Flag{dbFlag, jsonFlag, quietFlag},
+		Action: func(c *cli.Context) error {
+			if c.NArg() == 0 {
+				return usagef("import: name at least one bundle file")
+			}
+			db, err := openDB(c)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			p := newProgress(c.App.ErrWriter, c.Bool("json"), c.Bool("quiet"))
+			defer p.done()
+			var results []*session.ImportResult
+			var firstErr error
+			for _, path := range c.Args().Slice() {
+				r, err := session.Import(c.Context, db, &session.DiskConnection{Bundle: path}, session.ImportOptions{Observer: p.observer()})
+				p.done()
+				if err != nil {
+					if session.IsAlreadyApplied(err) {
+						printf(c, "%s: already applied, nothing to do\n", path)
+						continue
+					}
+					fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", path, err)
+					if firstErr == nil {
+						firstErr = fmt.Errorf("import %s: %w", path, err)
+					}
+					continue
+				}
+				results = append(results, r)
+				if !c.Bool("json") {
+					printImport(c, path, r)
+				}
+			}
+			if c.Bool("json") {
+				if err := printJSON(out(c), results); err != nil {
+					return err
+				}
+			}
+			return firstErr
+		},
+	}
+}
+
+func printImport(c *cli.Context, path string, r *session.ImportResult) {
+	s := r.Store
+	printf(c, "%s: %d records: %d new, %d updated, %d already here, %d conflicts", path, s.Received, s.New, s.FastForward, s.AlreadyHave, s.Conflicts)
+	if s.Refused > 0 {
+		printf(c, ", %d REFUSED", s.Refused)
+	}
+	printf(c, "; %d rows written, %d deleted", s.Deserialize.Written, s.Deserialize.Deleted)
+	if s.Deserialize.Pending > 0 {
+		printf(c, ", %d pending (see morango status)", s.Deserialize.Pending)
+	}
+	printf(c, "\n")
+	for _, rf := range s.Refusals {
+		printf(c, "  refused %s %s in %q: %s\n", rf.ModelName, rf.ID, rf.Partition, rf.Reason)
+	}
+}
+
+func manifestCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "manifest",
+		Usage: "write a signed file saying what this device has and who it is",
+		Description: `A peer that exports with --for MANIFEST sends only what this device lacks
+and may read.
+
+Example:
+   morango manifest --db tablet.sqlite3 --cert 4f1c0e2a9d8b7c6a5f4e3d2c1b0a9f8e -o /media/usb/tablet.manifest`,
+		Flags: []cli.Flag{dbFlag, certFlag, filterFlag,
+			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the manifest `FILE` to write", Required: true},
+			&cli.StringFlag{Name: "name", Usage: "a name for this device, shown to people"}},
+		Action: func(c *cli.Context) error {
+			db, err := openDB(c)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			m, err := session.WriteManifest(c.Context, db, nil, c.String("output"),
+				session.ManifestOptions{CertID: c.String("cert"), Filter: c.StringSlice("filter"), Name: c.String("name")})
+			if err != nil {
+				return err
+			}
+			printf(c, "wrote %s for instance %s, certificate %s\n", c.String("output"), m.Instance, m.CertID)
+			return nil
+		},
+	}
+}
+
+func exchangeCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "exchange",
+		Usage:     "the one-command visit: import what the stick holds for this device, leave what others lack",
+		ArgsUsage: "DIR",
+		Description: `Imports every bundle in DIR addressed to this device (or to anyone) not yet
+applied, writes this device's manifest into DIR, and a bundle for every other device whose
+manifest is in DIR. Run it on each device in turn with the same stick.
+
+Example:
+   morango exchange --db school.sqlite3 --cert 1e2edbeb2ffea72cd7eb943a956a992c /media/usb/morango`,
+		Flags: []cli.Flag{dbFlag, certFlag, jsonFlag, quietFlag,
+			&cli.StringFlag{Name: "name", Usage: "a name for this device, shown to people"}},
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 1 {
+				return usagef("exchange: name one folder")
+			}
+			db, err := openDB(c)
+			if err != nil {
+				return err
+			}
+			defer db.Close()
+			p := newProgress(c.App.ErrWriter, c.Bool("json"), c.Bool("quiet"))
+			defer p.done()
+			r, err := session.Exchange(c.Context, db, c.Args().First(),
+				session.ExchangeOptions{CertID: c.String("cert"), Name: c.String("name"), Observer: p.observer()})
+			p.done()
+			if r != nil {
+				if c.Bool("json") {
+					if err := printJSON(out(c), r); err != nil {
+						return err
+					}
+				} else {
+					printExchange(c, r)
+				}
+			}
+			if err != nil {
+				return err
+			}
+			if r.Failed > 0 {
+				return &exitError{code: ExitFailure, err: fmt.Errorf("exchange: %d files failed", r.Failed),
+					hint: "the files listed as failed were left untouched; see the reasons above"}
+			}
+			return nil
+		},
+	}
+}
+
+func printExchange(c *cli.Context, r *session.ExchangeResult) {
+	for _, f := range r.Files {
+		switch f.Action {
+		case "imported":
+			printf(c, "  imported  %s: %d records (%d new, %d updated, %d conflicts)\n", f.File, f.Records,
+				f.Import.Store.New, f.Import.Store.FastForward, f.Import.Store.Conflicts)
+		case "exported":
+			printf(c, "  exported  %s: %d records%s\n", f.File, f.Records, perModel(f.Export.Counts))
+		case "failed":
+			printf(c, "  FAILED    %s: %s\n", f.File, f.Reason)
+		default:
+			if f.Reason != "" {
+				printf(c, "  %-9s %s (%s)\n", f.Action, f.File, f.Reason)
+			} else {
+				printf(c, "  %-9s %s\n", f.Action, f.File)
+			}
+		}
+	}
+}
+
+// exitError sets a specific exit code and hint.
+type exitError struct {
+	code int
+	err  error
+	hint string
+}
+
+func (e *exitError) Error() string { return e.err.Error() }
+func (e *exitError) Unwrap() error { return e.err }
+func (e *exitError) ExitCode() int { return e.code }
+func (e *exitError) Hint() string  { return e.hint }
+
+var _ = store.ErrAlreadyApplied

@@ -1,0 +1,188 @@
+package session
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	iofs "io/fs"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/morango-sync/morango/bundle"
+	"github.com/morango-sync/morango/store"
+)
+
+// File names on the stick.
+const (
+	manifestSuffix = ".manifest"
+	bundleSuffix   = ".bundle"
+)
+
+// ManifestName is the file name of a device's manifest in an exchange folder.
+func ManifestName(instance string) string { return instance + manifestSuffix }
+
+// BundleName is the file name of a bundle from one device to another.
+func BundleName(from, to string) string {
+	if to == "" {
+		to = "anyone"
+	}
+	return from + "-to-" + to + bundleSuffix
+}
+
+// ExchangeOptions configure a visit.
+type ExchangeOptions struct {
+	CertID   string
+	Name     string // this device's name, written into its manifest
+	FS       bundle.FS
+	Observer Observer
+}
+
+// FileResult is what an exchange did with one file.
+type FileResult struct {
+	File    string        `json:"file"`
+	Action  string        `json:"action"` // imported, skipped, failed, exported, removed, wrote manifest
+	Reason  string        `json:"reason,omitempty"`
+	Import  *ImportResult `json:"import,omitempty"`
+	Export  *ExportResult `json:"export,omitempty"`
+	Peer    string        `json:"peer,omitempty"`
+	Records int64         `json:"records"`
+}
+
+// ExchangeResult lists what an exchange did, file by file.
+type ExchangeResult struct {
+	Instance string        `json:"instance"`
+	Files    []*FileResult `json:"files"`
+	// Failed counts files that could not be imported or written.
+	Failed int `json:"failed"`
+}
+
+// Exchange is the one-command visit with a shared folder such as a USB
+// stick: it imports every bundle in dir addressed to this device (or to
+// anyone) that it has not applied yet, then writes this device's manifest,
+// and a bundle for each other device whose manifest is in dir, holding what
+// that device lacks and may read. Running it in turn on several devices with
+// one stick moves everything everyone may see. A file that fails (tampered,
+// untrusted, truncated) is reported and skipped; the others go on.
+func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOptions) (*ExchangeResult, error) {
+	fs := opts.FS
+	if fs == nil {
+		fs = bundle.OSFS{}
+	}
+	in, err := db.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The certificate must be usable before anything is touched.
+	if _, _, _, err := ownCertificate(ctx, db, opts.CertID); err != nil {
+		return nil, err
+	}
+	res := &ExchangeResult{Instance: in.ID}
+	names, err := fs.ReadDir(dir)
+	if err != nil {
+		return nil, hinted(fmt.Errorf("read %s: %w", dir, err), "check that the stick is mounted and the folder exists")
+	}
+	sort.Strings(names)
+	var bundles, manifests []string
+	for _, n := range names {
+		switch {
+		case strings.HasSuffix(n, bundleSuffix):
+			bundles = append(bundles, n)
+		case strings.HasSuffix(n, manifestSuffix):
+			manifests = append(manifests, n)
+		case bundle.IsTemp(n):
+			// A write that was interrupted: never a valid file.
+			if err := fs.Remove(filepath.Join(dir, n)); err == nil {
+				res.Files = append(res.Files, &FileResult{File: n, Action: "removed", Reason: "unfinished write"})
+			}
+		}
+	}
+
+	for _, n := range bundles {
+		fr := &FileResult{File: n}
+		res.Files = append(res.Files, fr)
+		path := filepath.Join(dir, n)
+		h, err := readBundleHeader(fs, path)
+		if err != nil {
+			fr.Action, fr.Reason = "failed", err.Error()
+			res.Failed++
+			continue
+		}
+		switch {
+		case h.SenderInstance == in.ID:
+			fr.Action, fr.Reason = "skipped", "written by this device"
+			continue
+		case h.RecipientInstance != "" && h.RecipientInstance != in.ID:
+			fr.Action, fr.Reason = "skipped", "addressed to another device"
+			continue
+		}
+		if ok, err := db.AppliedBundle(ctx, h.TransferID); err != nil {
+			return nil, err
+		} else if ok {
+			fr.Action, fr.Reason = "skipped", "already applied"
+			continue
+		}
+		r, err := Import(ctx, db, &DiskConnection{FS: fs, Bundle: path}, ImportOptions{Observer: opts.Observer})
+		if err != nil {
+			if ctx.Err() != nil {
+				return res, err
+			}
+			fr.Action, fr.Reason = "failed", err.Error()
+			res.Failed++
+			continue
+		}
+		fr.Action, fr.Import, fr.Records = "imported", r, r.Store.Received
+	}
+
+	mpath := filepath.Join(dir, ManifestName(in.ID))
+	if _, err := WriteManifest(ctx, db, fs, mpath, ManifestOptions{CertID: opts.CertID, Name: opts.Name}); err != nil {
+		return res, err
+	}
+	res.Files = append(res.Files, &FileResult{File: ManifestName(in.ID), Action: "wrote manifest"})
+
+	for _, n := range manifests {
+		peer := strings.TrimSuffix(n, manifestSuffix)
+		if peer == in.ID {
+			continue
+		}
+		fr := &FileResult{File: BundleName(in.ID, peer), Peer: peer}
+		bpath := filepath.Join(dir, fr.File)
+		conn := &DiskConnection{FS: fs, Bundle: bpath, Manifest: filepath.Join(dir, n)}
+		r, err := Export(ctx, db, conn, ExportOptions{CertID: opts.CertID, Observer: opts.Observer, SkipEmpty: true})
+		if err != nil {
+			if ctx.Err() != nil {
+				return res, err
+			}
+			fr.Action, fr.Reason = "failed", err.Error()
+			res.Failed++
+			res.Files = append(res.Files, fr)
+			continue
+		}
+		fr.Export, fr.Records = r, r.Records
+		if r.Records == 0 {
+			// The peer has everything: an older bundle to it is obsolete.
+			if err := fs.Remove(bpath); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				return res, err
+			}
+			fr.Action, fr.Reason = "removed", "peer has everything"
+		} else {
+			fr.Action = "exported"
+		}
+		res.Files = append(res.Files, fr)
+	}
+	return res, nil
+}
+
+func readBundleHeader(fs bundle.FS, path string) (*bundle.Header, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := bundle.NewReader(bufio.NewReader(f), &bundle.ReaderOptions{HeaderOnly: true})
+	if err != nil {
+		return nil, err
+	}
+	return r.Header(), nil
+}

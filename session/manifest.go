@@ -1,0 +1,66 @@
+package session
+
+import (
+	"context"
+	"io"
+	"time"
+
+	"github.com/morango-sync/morango/bundle"
+	"github.com/morango-sync/morango/certs"
+	"github.com/morango-sync/morango/store"
+)
+
+// ManifestOptions configure a manifest.
+type ManifestOptions struct {
+	CertID string
+	// Filter narrows the partitions the manifest speaks for; empty: the
+	// certificate's read scope.
+	Filter []string
+	// Name is a free device name shown to people.
+	Name string
+}
+
+// WriteManifest writes, atomically, a signed manifest saying who this device
+// is and what it holds under its certificate's read scope, so that a peer
+// exports only what it lacks and may read.
+func WriteManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string, opts ManifestOptions) (*bundle.Manifest, error) {
+	signer, chain, scope, err := ownCertificate(ctx, db, opts.CertID)
+	if err != nil {
+		return nil, err
+	}
+	filter := scope.Read
+	if len(opts.Filter) > 0 {
+		filter = filter.Intersect(certs.Filter(opts.Filter))
+	}
+	if _, err := db.Serialize(ctx); err != nil {
+		return nil, err
+	}
+	holdings, err := db.FSIC(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	in, err := db.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	m := &bundle.Manifest{
+		Profile:  db.Profile().Name,
+		Created:  time.Now().UTC().Format(time.RFC3339),
+		Instance: in.ID,
+		CertID:   signer.ID,
+		Chain:    chain,
+		Filter:   filter,
+		FSIC:     holdings,
+		Name:     opts.Name,
+	}
+	if fs == nil {
+		fs = bundle.OSFS{}
+	}
+	err = bundle.WriteFile(fs, path, func(w io.Writer) error {
+		return bundle.WriteManifest(w, m, signer.PrivateKey)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return m, nil
+}
