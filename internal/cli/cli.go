@@ -31,7 +31,7 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 // Run runs the command line args and returns the error of the command.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	app := newApp(stdout, stderr)
-	return app.RunContext(ctx, args)
+	return app.RunContext(ctx, interspersed(app, args))
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {

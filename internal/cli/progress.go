@@ -60,8 +60,12 @@ func (p *progress) event(e session.Event) {
 		switch {
 		case e.Err != "":
 			fmt.Fprintf(p.w, "%s %s: failed: %s\n", dir, e.Stage, e.Err)
-		case e.Kind == session.EventCompleted && (e.Stage == session.Transferring || e.Stage == session.Dequeuing):
-			fmt.Fprintf(p.w, "%s %s: %d records, %s\n", dir, e.Stage, e.Done, byteSize(e.Bytes))
+		case e.Kind == session.EventCompleted && e.Push && e.Stage == session.Transferring:
+			fmt.Fprintf(p.w, "export: wrote %d records, %s\n", e.Done, byteSize(e.Bytes))
+		case e.Kind == session.EventCompleted && !e.Push && e.Stage == session.Transferring:
+			fmt.Fprintf(p.w, "import: verified %d records\n", e.Done)
+		case e.Kind == session.EventCompleted && !e.Push && e.Stage == session.Dequeuing:
+			fmt.Fprintf(p.w, "import: merged %d records\n", e.Done)
 		}
 	case "bar":
 		if e.Kind == session.EventStarted {
