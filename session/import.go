@@ -167,7 +167,8 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 					im.Result().Refuse(r, why)
 					return nil
 				}
-				cp := *r
+				cp := *r // r is reused by the reader: copy it, history included
+				cp.History = append([]store.HistoryEntry(nil), r.History...)
 				batch = append(batch, &cp)
 				if len(batch) == batchSize {
 					return flush()

@@ -212,8 +212,9 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 		fmt.Sprintf(`INSERT INTO temp.morango_changed (id, serialized, self_ref)
 			SELECT id, new, self_ref FROM (
 				SELECT s.id, %s AS new, %s AS self_ref, s.serialized AS old, s.deleted, s.last_saved_counter AS lsc
-				FROM %s t JOIN morango_store s ON s.id = t.id WHERE t.id IN (%s) AND s.last_saved_counter <> %d)
-			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, dirty, s.c),
+				FROM %s t JOIN morango_store s ON s.id = t.id WHERE t.id IN (%s)
+					AND NOT (s.last_saved_instance = %s AND s.last_saved_counter = %d))
+			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, dirty, literal(s.me), s.c),
 		fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
 			SELECT s.id, s.model_name, s.last_saved_instance, s.last_saved_counter, s.serialized, s.deleted, %s
 			FROM morango_store s WHERE s.dirty_bit AND s.id IN (SELECT id FROM temp.morango_changed)`, literal(now())),

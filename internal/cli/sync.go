@@ -216,8 +216,19 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 	for _, f := range r.Files {
 		switch f.Action {
 		case "imported":
-			printf(c, "  imported  %s: %d records (%d new, %d updated, %d conflicts)\n", f.File, f.Records,
-				f.Import.Store.New, f.Import.Store.FastForward, f.Import.Store.Conflicts)
+			st := f.Import.Store
+			printf(c, "  imported  %s: %d records (%d new, %d updated, %d conflicts", f.File, f.Records, st.New, st.FastForward, st.Conflicts)
+			if st.Refused > 0 {
+				printf(c, ", %d REFUSED", st.Refused)
+			}
+			printf(c, ")\n")
+			for i, rf := range st.Refusals {
+				if i == 5 {
+					printf(c, "            … and %d more refused\n", st.Refused-5)
+					break
+				}
+				printf(c, "            refused %s %s: %s\n", rf.ModelName, rf.ID, rf.Reason)
+			}
 		case "exported":
 			printf(c, "  exported  %s: %d records%s\n", f.File, f.Records, perModel(f.Export.Counts))
 		case "failed":
