@@ -332,7 +332,7 @@ func goldenVectors(tb testing.TB) []vector {
 
 	sp := split(small)
 	frameLen := int(binary.BigEndian.Uint32(sp.body))
-	body := len(sp.head)           // offset of the body
+	body := len(sp.head)                 // offset of the body
 	trailer := len(small) - 32 - 2 - 256 // offset of the digest
 	put := func(b []byte, at int, v byte) []byte {
 		c := bytes.Clone(b)
@@ -525,5 +525,32 @@ func TestVectorsCoverSentinels(t *testing.T) {
 	slices.Sort(missing)
 	if len(missing) > 0 {
 		t.Errorf("no vector for %v", missing)
+	}
+}
+
+// TestBombsAllocateLittle reads the decompression bombs among the golden
+// files and checks that each costs little memory: they are refused before
+// or while decompressing, never by running out of memory.
+func TestBombsAllocateLittle(t *testing.T) {
+	names, err := filepath.Glob(filepath.Join(goldenDir, "bomb-*.bundle"))
+	if err != nil || len(names) < 3 {
+		t.Fatalf("bombs: %v, %v", names, err)
+	}
+	opts := keyOpts(t)
+	for _, name := range names {
+		data, err := os.ReadFile(name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		before := allocated()
+		_, _, err = readAll(data, opts)
+		a := allocated() - before
+		t.Logf("%s: %d bytes allocated: %v", filepath.Base(name), a, err)
+		if err == nil {
+			t.Errorf("%s was accepted", name)
+		}
+		if a > 4<<20 {
+			t.Errorf("%s: reading %d bytes allocated %d", name, len(data), a)
+		}
 	}
 }

@@ -330,7 +330,7 @@ func checkManifest(m *Manifest) error {
 		return err
 	}
 	if len(m.Name) > MaxDeviceName {
-		return fmt.Errorf("device name of %d bytes (at most %d): %w", len(m.Name), MaxDeviceName, ErrTooLarge)
+		return fmt.Errorf("header: device name of %d bytes (at most %d): %w", len(m.Name), MaxDeviceName, ErrTooLarge)
 	}
 	if !utf8.ValidString(m.Name) {
 		return malformed("device name is not valid UTF-8")

@@ -3,10 +3,10 @@ package bundle
 import (
 	"bytes"
 	"crypto"
-	"crypto/sha256"
-	"encoding/binary"
 	"crypto/rsa"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/binary"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -80,7 +80,7 @@ func testFSIC() fsic.V2 {
 		Super: fsic.Partitions{"": fsic.Counters{id("instance-a"): 7}},
 		Sub: fsic.Partitions{
 			id("dataset") + ":user-rw:" + id("learner"): fsic.Counters{id("instance-a"): 12, id("instance-b"): 3},
-			id("dataset") + ":allusers-ro":               fsic.Counters{},
+			id("dataset") + ":allusers-ro":              fsic.Counters{},
 		},
 	}
 }

@@ -54,12 +54,12 @@ type Reader struct {
 	left        uint32 // records left in the current chunk
 	announced   uint32 // records the current chunk announces
 
-	seen     map[string]int64
-	total    int64
+	seen      map[string]int64
+	total     int64
 	verified  error // the outcome of the checks of the trailer
 	verifyErr error // the Verify callback's error, in an unverified read
-	err      error
-	done     bool
+	err       error
+	done      bool
 
 	// statistics for Inspect
 	chunks                   int
@@ -100,7 +100,7 @@ func NewReader(r io.Reader, opts *ReaderOptions) (*Reader, error) {
 		return br, nil
 	}
 	if o.Verify != nil {
-		key, err := callVerify(func() (*rsa.PublicKey, error) { return o.Verify(h) })
+		key, err := callVerify("bundle", func() (*rsa.PublicKey, error) { return o.Verify(h) })
 		switch {
 		case err == nil:
 			br.key = key
@@ -113,13 +113,13 @@ func NewReader(r io.Reader, opts *ReaderOptions) (*Reader, error) {
 	return br, nil
 }
 
-func callVerify(verify func() (*rsa.PublicKey, error)) (*rsa.PublicKey, error) {
+func callVerify(kind string, verify func() (*rsa.PublicKey, error)) (*rsa.PublicKey, error) {
 	key, err := verify()
 	if err == nil && key == nil {
 		err = errors.New("no key")
 	}
 	if err != nil {
-		return nil, fmt.Errorf("signer: %w: %w", ErrUnverified, err)
+		return nil, fmt.Errorf("%s signer: %w: %w", kind, ErrUnverified, err)
 	}
 	return key, nil
 }
@@ -321,7 +321,7 @@ func readManifest(r io.Reader, opts *ReaderOptions) (m *Manifest, verified error
 	var key *rsa.PublicKey
 	var verifyErr error
 	if o.VerifyManifest != nil {
-		key, verifyErr = callVerify(func() (*rsa.PublicKey, error) { return o.VerifyManifest(m) })
+		key, verifyErr = callVerify("manifest", func() (*rsa.PublicKey, error) { return o.VerifyManifest(m) })
 		if verifyErr != nil && !o.Unverified {
 			return nil, nil, src, verifyErr
 		}
