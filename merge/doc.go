@@ -19,8 +19,9 @@
 //
 // # Order
 //
-// Among the concurrent versions of a record the head is the greatest under
-// this total order, compared field by field:
+// The head is the greatest version under this total order, compared field
+// by field; a tombstone (below) is never the head while another version
+// is not hard-deleted:
 //
 //  1. deletion: hard-deleted > deleted > not deleted;
 //  2. the model's Rule (none by default; see ColumnRule);
@@ -29,20 +30,19 @@
 //
 // # Hard deletion
 //
-// If any version left after a merge is hard-deleted, only the hard-deleted
-// versions stay: erased data is not kept even as a sibling. A later edit
-// whose history covers the hard deletion (a re-creation) supersedes it like
-// any other version.
+// Hard deletion wins over every concurrent version. A merge that keeps a
+// hard-deleted version erases every version that is not hard-deleted and
+// comes from a side that had not seen that deletion, so erased data is not
+// kept even as a sibling. A hard deletion supersedes everything it has
+// seen, earlier hard deletions included.
 //
-// One case is not associative. Take a version x concurrent with a hard
-// deletion h, and a re-creation e made after h by a device that never saw x.
-// If x meets h first, x is erased, and e later replaces h, so the result is
-// e alone. If e replaces h before x arrives, nothing shows that x was
-// concurrent with a hard deletion, so x stays as a sibling of e. Devices
-// still converge, because a version that is dropped anywhere is dropped
-// everywhere it travels. But which of the two outcomes they reach depends on
-// the order of arrival. DESIGN.md explains why no rule over this State can
-// avoid this.
+// A later edit of a hard-deleted record re-creates it (Edit): the new
+// version becomes the head. The hard deletion is not superseded, though: it
+// stays as a tombstone sibling with no data. A version made concurrently
+// with the deletion may still be on its way; the tombstone is what erases
+// it when it arrives, whichever device it reaches first. Without it, the
+// result would depend on the order of arrival. Conflicts lists the
+// siblings without tombstones.
 //
 // # Storage
 //

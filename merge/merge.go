@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"errors"
 	"fmt"
 	"maps"
 	"strconv"
@@ -19,14 +20,14 @@ const (
 	// history covers every incoming version: the incoming state was equal,
 	// older or superseded.
 	AlreadyHave
-	// FastForward: the result is the incoming state's single version and
-	// the incoming history covers every local version: the local state was
-	// superseded.
+	// FastForward: the result holds the incoming versions, none of them in
+	// conflict, and the incoming history covers every local version: the
+	// local state was superseded.
 	FastForward
 	// Conflict: anything else. Concurrent versions met (the result keeps
 	// versions of both sides, or a hard deletion erased a concurrent
-	// version), or the incoming state brought siblings the device had not
-	// shown.
+	// version), or the incoming state brought conflicts the device did not
+	// have.
 	Conflict
 )
 
@@ -58,17 +59,16 @@ type Result struct {
 }
 
 // Merge joins the incoming state of a record into the local one (nil for a
-// record the device does not have) and orders the result under rule (nil
-// for the default rule). The join is commutative, associative and
-// idempotent except in the case the package documentation describes (a
-// re-creation after a hard deletion), so devices that have merged the same
-// states hold the same state whatever the order of arrival. Merge never
-// makes a new version.
+// record the device does not have) and picks the head under rule (nil for
+// the default rule). The join is commutative, associative and idempotent, so
+// devices that have merged the same states hold the same state whatever the
+// order of arrival. Merge never makes a new version.
 //
 // Merge returns an error, and no result, if either state is invalid (see
 // State.Validate), if the two hold the same dot with different content
-// (only a bug or a forged file can do that), or if the result would hold
-// more concurrent versions than a store row can keep.
+// (only a bug or a forged file can do that), if each state claims to have
+// superseded every version of the other (no history allows that), or if
+// the result would hold more versions than a store row can keep.
 func Merge(local *State, incoming State, rule Rule) (Result, error) {
 	if err := incoming.Validate(); err != nil {
 		return Result{}, fmt.Errorf("incoming state: %w", err)
@@ -94,7 +94,7 @@ func Merge(local *State, incoming State, rule Rule) (Result, error) {
 	switch {
 	case sameVersions(st, *local) && coversAll(local.History, incoming):
 		res.Outcome = AlreadyHave
-	case len(st.Siblings) == 0 && sameVersions(st, incoming) && coversAll(incoming.History, *local):
+	case len(st.Conflicts()) == 0 && sameVersions(st, incoming) && coversAll(incoming.History, *local):
 		res.Outcome = FastForward
 	default:
 		res.Outcome = Conflict
@@ -102,9 +102,12 @@ func Merge(local *State, incoming State, rule Rule) (Result, error) {
 	return res, nil
 }
 
-// join computes the join of two valid states: a version of one side stays
-// if the other side holds it too or has not seen it; the histories join
-// pointwise; then arrange applies hard deletion and the order.
+// join computes the join of two valid states. A version of one side stays
+// if the other side holds it too or has not seen it. Then a version that is
+// not hard-deleted and is held by one side only is erased if a staying
+// hard-deleted version is one that side has not seen: the two are
+// concurrent, and hard deletion wins. The histories join pointwise, and
+// arrange picks the head.
 func join(a, b State, rule Rule) (State, error) {
 	as, bs := a.versions(), b.versions()
 	inA := make(map[dot]Version, len(as))
@@ -115,27 +118,43 @@ func join(a, b State, rule Rule) (State, error) {
 	for _, v := range bs {
 		inB[v.dot()] = v
 	}
-	kept := make([]Version, 0, len(as)+len(bs))
+	type candidate struct {
+		v    Version
+		from *State // the side holding v, nil if both hold it
+	}
+	kept := make([]candidate, 0, len(as)+len(bs))
+	var hard []Version
+	keep := func(v Version, from *State) {
+		kept = append(kept, candidate{v, from})
+		if v.HardDeleted {
+			hard = append(hard, v)
+		}
+	}
 	for _, v := range as {
 		w, ok := inB[v.dot()]
-		if ok && !v.sameContent(w) {
+		switch {
+		case ok && !v.sameContent(w):
 			return State{}, fmt.Errorf("incoming version %s differs from the local version with the same id", v.dot())
-		}
-		if ok || !covers(b.History, v) {
-			kept = append(kept, v)
+		case ok:
+			keep(v, nil)
+		case !covers(b.History, v):
+			keep(v, &a)
 		}
 	}
 	for _, v := range bs {
 		if _, ok := inA[v.dot()]; !ok && !covers(a.History, v) {
-			kept = append(kept, v)
+			keep(v, &b)
 		}
 	}
-	if len(kept) == 0 {
-		// Each side has seen and dropped every version of the other. Only a
-		// hard deletion that erased a version the other side kept, after a
-		// re-creation superseded it there, leads here (see the package
-		// documentation). Keep both sides; arrange lets hard deletion win.
-		kept = append(as, bs...)
+	vs := make([]Version, 0, len(kept))
+	for _, c := range kept {
+		if !c.v.HardDeleted && c.from != nil && !coversAllOf(c.from.History, hard) {
+			continue // erased by a concurrent hard deletion
+		}
+		vs = append(vs, c.v)
+	}
+	if len(vs) == 0 {
+		return State{}, errors.New("incoming and local states each supersede all versions of the other")
 	}
 	h := maps.Clone(a.History)
 	for inst, c := range b.History {
@@ -143,12 +162,12 @@ func join(a, b State, rule Rule) (State, error) {
 			h[inst] = c
 		}
 	}
-	return arrange(kept, h, rule), nil
+	return arrange(vs, h, rule), nil
 }
 
-// coversAll reports whether history h covers every version of s.
-func coversAll(h map[string]int64, s State) bool {
-	for _, v := range s.versions() {
+// coversAllOf reports whether history h covers every version of vs.
+func coversAllOf(h map[string]int64, vs []Version) bool {
+	for _, v := range vs {
 		if !covers(h, v) {
 			return false
 		}
@@ -156,12 +175,22 @@ func coversAll(h map[string]int64, s State) bool {
 	return true
 }
 
+// coversAll reports whether history h covers every version of s.
+func coversAll(h map[string]int64, s State) bool { return coversAllOf(h, s.versions()) }
+
 // checkSize makes sure a result can be stored and read back.
 func checkSize(st State) error {
 	if len(st.Siblings) > maxSiblings {
 		return fmt.Errorf("record would hold %d concurrent versions, more than %d", len(st.Siblings)+1, maxSiblings+1)
 	}
-	if len(st.Siblings) > 0 && len(EncodeSiblings(st.Siblings)) > maxSiblingsText {
+	// A string byte encodes to at most 6 bytes (\u00xx); a line adds at most
+	// 128 bytes of keys, counter and flags. Encode only if the bound is
+	// too high.
+	bound := 0
+	for _, v := range st.Siblings {
+		bound += 128 + 6*(len(v.Instance)+len(v.Serialized))
+	}
+	if bound > maxSiblingsText && len(EncodeSiblings(st.Siblings)) > maxSiblingsText {
 		return fmt.Errorf("record's concurrent versions would exceed %d bytes", maxSiblingsText)
 	}
 	return nil

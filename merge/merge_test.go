@@ -202,10 +202,39 @@ func TestMergeCases(t *testing.T) {
 			swapped: Conflict,
 		},
 		{
-			name:     "re-creation after a hard delete supersedes it",
+			// The re-creation (made by Edit on the hard-deleted state) is
+			// the head; the hard deletion stays as a tombstone.
+			name:     "re-creation after a hard delete",
 			local:    ptr(state(hard("b", 1), nil, hist("a", 1, "b", 1))),
-			incoming: state(ver("a", 3, "again"), nil, hist("a", 3, "b", 1)),
-			want:     state(ver("a", 3, "again"), nil, hist("a", 3, "b", 1)),
+			incoming: state(ver("a", 3, "again"), sibs(hard("b", 1)), hist("a", 3, "b", 1)),
+			want:     state(ver("a", 3, "again"), sibs(hard("b", 1)), hist("a", 3, "b", 1)),
+			outcome:  FastForward, changed: true, dirty: true,
+			swapped: AlreadyHave,
+		},
+		{
+			// An edit made concurrently with the hard deletion is erased
+			// by the tombstone the re-creation carries, on a device that
+			// never saw the deletion itself.
+			name:     "re-creation meets an edit concurrent with the hard delete",
+			local:    ptr(state(ver("c", 1, "secret"), nil, hist("a", 1, "c", 1))),
+			incoming: state(ver("a", 3, "again"), sibs(hard("b", 1)), hist("a", 3, "b", 1)),
+			want:     state(ver("a", 3, "again"), sibs(hard("b", 1)), hist("a", 3, "b", 1, "c", 1)),
+			outcome:  Conflict, changed: true, dirty: true,
+			swapped: Conflict,
+		},
+		{
+			name:     "re-creation meets a later edit of the re-created record",
+			local:    ptr(state(ver("c", 1, "edited"), sibs(hard("b", 1)), hist("a", 3, "b", 1, "c", 1))),
+			incoming: state(ver("a", 3, "again"), sibs(hard("b", 1)), hist("a", 3, "b", 1)),
+			want:     state(ver("c", 1, "edited"), sibs(hard("b", 1)), hist("a", 3, "b", 1, "c", 1)),
+			outcome:  AlreadyHave,
+			swapped:  FastForward,
+		},
+		{
+			name:     "hard delete of a re-created record supersedes its tombstone",
+			local:    ptr(state(ver("a", 3, "again"), sibs(hard("b", 1)), hist("a", 3, "b", 1))),
+			incoming: state(hard("c", 1), nil, hist("a", 3, "b", 1, "c", 1)),
+			want:     state(hard("c", 1), nil, hist("a", 3, "b", 1, "c", 1)),
 			outcome:  FastForward, changed: true, dirty: true,
 			swapped: AlreadyHave,
 		},
@@ -379,6 +408,16 @@ func TestEditSupersedes(t *testing.T) {
 	if n := Edit(nil, ver("a", 1, "x")); !n.equal(state(ver("a", 1, "x"), nil, hist("a", 1))) {
 		t.Errorf("Edit(nil) = %v", n)
 	}
+	// Editing a hard-deleted record keeps the deletions as tombstones; a
+	// hard deletion supersedes them.
+	gone := state(hard("b", 1), sibs(hard("a", 2)), hist("a", 2, "b", 1))
+	back := Edit(&gone, ver("c", 1, "again"))
+	if !back.equal(state(ver("c", 1, "again"), sibs(hard("a", 2), hard("b", 1)), hist("a", 2, "b", 1, "c", 1))) {
+		t.Errorf("re-creation = %v", back)
+	}
+	if again := Edit(&back, hard("c", 2)); !again.equal(state(hard("c", 2), nil, hist("a", 2, "b", 1, "c", 2))) {
+		t.Errorf("hard delete after re-creation = %v", again)
+	}
 	// Edit does not share the previous history.
 	e.History["z"] = 1
 	if _, ok := conflict.History["z"]; ok {
@@ -424,8 +463,6 @@ func TestValidate(t *testing.T) {
 		{"siblings repeated", state(ver("c", 1, "z"), sibs(ver("a", 1, "x"), ver("a", 1, "x")), hist("a", 1, "c", 1)), "not sorted"},
 		{"sibling repeats head", state(ver("a", 1, "x"), sibs(ver("a", 1, "y")), hist("a", 1)), "repeats the head"},
 		{"hard delete keeps data", state(Version{Instance: "a", Counter: 1, Serialized: "x", HardDeleted: true}, nil, hist("a", 1)), "keeps data"},
-		{"hard delete beside live version", state(hard("b", 1), sibs(ver("a", 1, "x")), hist("a", 1, "b", 1)), "hard-deleted and other"},
-		{"live head beside hard delete", state(ver("a", 1, "x"), sibs(hard("b", 1)), hist("a", 1, "b", 1)), "hard-deleted and other"},
 		{"invalid UTF-8", state(ver("a", 1, "\xff"), nil, hist("a", 1)), "UTF-8"},
 		{"invalid UTF-8 instance", state(ver("\xff", 1, "x"), nil, hist("\xff", 1)), "UTF-8"},
 	}
@@ -493,37 +530,50 @@ func TestOutcomeString(t *testing.T) {
 	}
 }
 
-// TestRecreationAfterHardDelete pins the one case where grouping matters
-// (see the package documentation): x is concurrent with a hard deletion h,
-// and e re-creates the record after h on a device that never saw x.
+// TestRecreationAfterHardDelete checks the case the tombstone exists for:
+// x is concurrent with a hard deletion h, and e re-creates the record after
+// h on a device that never saw x. Every grouping gives the same state, with
+// x erased.
 func TestRecreationAfterHardDelete(t *testing.T) {
 	base := Edit(nil, ver("o", 1, "base"))
 	x := Edit(&base, ver("a", 1, "x"))  // device A edits
 	h := Edit(&base, hard("b", 1))      // device B hard-deletes, concurrently
 	e := Edit(&h, ver("c", 1, "again")) // device C sees the deletion, re-creates
-	all := hist("a", 1, "b", 1, "c", 1, "o", 1)
+	if !e.equal(state(ver("c", 1, "again"), sibs(hard("b", 1)), hist("b", 1, "c", 1, "o", 1))) {
+		t.Fatalf("re-creation = %v", e)
+	}
+	if len(e.Conflicts()) != 0 {
+		t.Errorf("a tombstone is listed as a conflict: %v", e.Conflicts())
+	}
+	want := state(ver("c", 1, "again"), sibs(hard("b", 1)), hist("a", 1, "b", 1, "c", 1, "o", 1))
 
-	// x meets h first: x is erased; then e supersedes h.
-	xh := must(Merge(&x, h, nil)).State
-	if !xh.equal(state(hard("b", 1), nil, hist("a", 1, "b", 1, "o", 1))) {
-		t.Fatalf("x+h = %v", xh)
-	}
-	left := must(Merge(&xh, e, nil)).State
-	if !left.equal(state(ver("c", 1, "again"), nil, all)) {
-		t.Errorf("(x+h)+e = %v", left)
-	}
-	// e supersedes h first: nothing shows x was concurrent with a hard
-	// deletion, so x is kept as a conflict of the re-creation.
-	he := must(Merge(&h, e, nil)).State
-	right := must(Merge(&x, he, nil)).State
-	if !right.equal(state(ver("c", 1, "again"), sibs(ver("a", 1, "x")), all)) {
-		t.Errorf("x+(h+e) = %v", right)
-	}
-	// Either way, devices converge once they meet: the device that dropped
-	// x has seen it, so x does not come back.
-	for _, r := range []Result{must(Merge(&left, right, nil)), must(Merge(&right, left, nil))} {
-		if !r.State.equal(left) {
-			t.Errorf("meeting gives %v, want %v", r.State, left)
+	xh := must(Merge(&x, h, nil)).State // x meets h first
+	he := must(Merge(&h, e, nil)).State // e reaches B first
+	xe := must(Merge(&x, e, nil)).State // e reaches A, which never saw h
+	for name, got := range map[string]State{
+		"(x+h)+e": must(Merge(&xh, e, nil)).State,
+		"x+(h+e)": must(Merge(&x, he, nil)).State,
+		"(x+e)+h": must(Merge(&xe, h, nil)).State,
+		"e+(x+h)": must(Merge(&e, xh, nil)).State,
+	} {
+		if !got.equal(want) {
+			t.Errorf("%s = %v, want %v", name, got, want)
 		}
+	}
+}
+
+func TestTooLargeSiblings(t *testing.T) {
+	big := strings.Repeat("x", maxSiblingsText/3+1)
+	local := state(ver("a", 1, big), sibs(ver("b", 1, big)), hist("a", 1, "b", 1))
+	in := state(ver("c", 1, big), sibs(ver("d", 1, big)), hist("c", 1, "d", 1))
+	if _, err := Merge(&local, in, nil); err == nil || !strings.Contains(err.Error(), "exceed") {
+		t.Fatalf("err = %v", err)
+	}
+	// Well under the limit merges.
+	small := strings.Repeat("x", maxSiblingsText/8)
+	local = state(ver("a", 1, small), nil, hist("a", 1))
+	in = state(ver("c", 1, small), sibs(ver("d", 1, small)), hist("c", 1, "d", 1))
+	if _, err := Merge(&local, in, nil); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -205,28 +205,30 @@ func order(a, b ranked, rule Rule) int {
 	return strings.Compare(a.v.Instance, b.v.Instance)
 }
 
-// arrange makes a state of a set of versions with distinct dots: if any is
-// hard-deleted only the hard-deleted ones stay, the greatest under the order
-// is the head and the rest are the siblings.
+// arrange makes a state of a set of versions with distinct dots. The head
+// is the greatest version under the order among those that are not
+// hard-deleted, or among all if all are; the rest, sorted by dot, are the
+// siblings.
 func arrange(vs []Version, history map[string]int64, rule Rule) State {
-	hard := vs[:0:0]
+	live := false
 	for _, v := range vs {
-		if v.HardDeleted {
-			hard = append(hard, v)
+		if !v.HardDeleted {
+			live = true
+			break
 		}
 	}
-	if len(hard) > 0 {
-		vs = hard
-	}
-	rs := make([]ranked, len(vs))
-	best := 0
+	best := -1
+	var bestRank ranked
 	for i, v := range vs {
-		rs[i] = ranked{v: v}
-		if rule != nil {
-			rs[i].val = rule.value(v)
+		if live && v.HardDeleted {
+			continue
 		}
-		if i > 0 && order(rs[i], rs[best], rule) > 0 {
-			best = i
+		r := ranked{v: v}
+		if rule != nil {
+			r.val = rule.value(v)
+		}
+		if best < 0 || order(r, bestRank, rule) > 0 {
+			best, bestRank = i, r
 		}
 	}
 	st := State{Head: vs[best], History: history}

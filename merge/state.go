@@ -30,14 +30,17 @@ type Version struct {
 // A valid State satisfies (see Validate): every version has a non-empty
 // instance and a positive counter; Siblings are sorted by (Instance,
 // Counter) and no two versions share a dot; History covers every version
-// (History[v.Instance] >= v.Counter); if any version is hard-deleted all are,
-// and their Serialized is "{}". The zero State is not valid.
+// (History[v.Instance] >= v.Counter); hard-deleted versions have Serialized
+// "{}". The zero State is not valid.
 type State struct {
 	// Head is the version the app shows: the greatest version under the
-	// order of the record's model (see the package documentation).
+	// order of the record's model (see the package documentation), among
+	// those not hard-deleted if there are any.
 	Head Version
-	// Siblings are the other concurrent versions, kept for review, sorted
-	// by (Instance, Counter).
+	// Siblings are the other versions, sorted by (Instance, Counter): the
+	// concurrent versions that lost, kept for review, and beside a head that
+	// is not hard-deleted, tombstones of the hard deletions it re-created
+	// over (see Conflicts).
 	Siblings []Version
 	// History is the record's version vector: for each instance, the highest
 	// counter of its versions this state includes or has superseded.
@@ -114,9 +117,6 @@ func (s State) Validate() error {
 		if v.dot() == s.Head.dot() {
 			return fmt.Errorf("sibling %s repeats the head", v.dot())
 		}
-		if v.HardDeleted != s.Head.HardDeleted {
-			return fmt.Errorf("hard-deleted and other versions together (%s, %s)", s.Head.dot(), v.dot())
-		}
 	}
 	if inst, bad := badHistory(s.History); bad {
 		return fmt.Errorf("history entry %q:%d: instance must be non-empty and counter positive", inst, s.History[inst])
@@ -147,22 +147,47 @@ func badHistory(h map[string]int64) (string, bool) {
 // Edit returns the state after a local change: the app changed, deleted or
 // hard-deleted the record and the change was serialized as v, stamped with
 // this instance and a counter higher than any counter of this instance in
-// prev.History. prev is nil for a new record. The edit supersedes every
-// version prev holds, siblings included (the user saw the head), so the
-// result holds v alone. For a hard deletion (v.HardDeleted) the data is
-// erased: Serialized becomes "{}".
+// prev.History. prev is nil for a new record.
+//
+// The edit supersedes every version prev holds, siblings included (the user
+// saw the head), except hard deletions when v is not one: an edit of a
+// hard-deleted record re-creates it, and the hard deletions stay as
+// tombstones (siblings with no data) so that versions made concurrently
+// with them are still erased wherever they arrive. A hard deletion
+// supersedes everything; its Serialized is forced to "{}".
 func Edit(prev *State, v Version) State {
 	if v.HardDeleted {
 		v.Serialized = "{}"
 	}
-	h := map[string]int64{}
+	st := State{Head: v, History: map[string]int64{}}
 	if prev != nil {
-		maps.Copy(h, prev.History)
+		maps.Copy(st.History, prev.History)
+		if !v.HardDeleted {
+			for _, w := range prev.versions() {
+				if w.HardDeleted && w.dot() != v.dot() {
+					st.Siblings = append(st.Siblings, w)
+				}
+			}
+			sortVersions(st.Siblings)
+		}
 	}
-	if h[v.Instance] < v.Counter {
-		h[v.Instance] = v.Counter
+	if st.History[v.Instance] < v.Counter {
+		st.History[v.Instance] = v.Counter
 	}
-	return State{Head: v, History: h}
+	return st
+}
+
+// Conflicts returns the siblings a user may review: those that carry data.
+// Hard-deleted siblings are left out; beside a live head they are
+// tombstones of the deletions the head re-created over.
+func (s State) Conflicts() []Version {
+	var c []Version
+	for _, v := range s.Siblings {
+		if !v.HardDeleted {
+			c = append(c, v)
+		}
+	}
+	return c
 }
 
 // equal reports whether s and t are the same state.
