@@ -1,6 +1,8 @@
 -- The sample school app: a facility's dataset, its users, classrooms,
 -- memberships, lessons and their assignments, learners' content logs,
--- anonymous usage logs and coaches' notes. Ids are 32 lower-case hex digits.
+-- anonymous usage logs and coaches' notes. Every id is 32 lower-case hex
+-- digits; the dataset id is the id of the facility's root certificate.
+-- Which rows sync, and who may read them, is in profile.json.
 CREATE TABLE facilitydataset (
 	id TEXT PRIMARY KEY,
 	description TEXT NOT NULL DEFAULT '',
@@ -20,7 +22,7 @@ CREATE TABLE facilityuser (
 	full_name TEXT NOT NULL DEFAULT '',
 	role TEXT NOT NULL DEFAULT 'learner',
 	modified TEXT NOT NULL,
-	ui_theme TEXT -- a local preference, never synced
+	ui_theme TEXT -- a preference of this device, never synced
 );
 CREATE TABLE classroom (
 	id TEXT PRIMARY KEY,
@@ -31,13 +33,13 @@ CREATE TABLE classroom (
 );
 CREATE TABLE membership (
 	id TEXT PRIMARY KEY,
-	dataset_id TEXT NOT NULL,
+	dataset_id TEXT NOT NULL REFERENCES facilitydataset (id),
 	user_id TEXT NOT NULL REFERENCES facilityuser (id),
 	classroom_id TEXT NOT NULL REFERENCES classroom (id)
 );
 CREATE TABLE lesson (
 	id TEXT PRIMARY KEY,
-	dataset_id TEXT NOT NULL,
+	dataset_id TEXT NOT NULL REFERENCES facilitydataset (id),
 	classroom_id TEXT NOT NULL REFERENCES classroom (id),
 	title TEXT NOT NULL,
 	description TEXT NOT NULL DEFAULT '',
@@ -46,14 +48,14 @@ CREATE TABLE lesson (
 );
 CREATE TABLE lessonassignment (
 	id TEXT PRIMARY KEY,
-	dataset_id TEXT NOT NULL,
+	dataset_id TEXT NOT NULL REFERENCES facilitydataset (id),
 	lesson_id TEXT NOT NULL REFERENCES lesson (id),
 	classroom_id TEXT NOT NULL REFERENCES classroom (id),
 	assigned_at TEXT NOT NULL
 );
 CREATE TABLE contentsummarylog (
-	id TEXT PRIMARY KEY,
-	dataset_id TEXT NOT NULL,
+	id TEXT PRIMARY KEY, -- computed: see "morango id"
+	dataset_id TEXT NOT NULL REFERENCES facilitydataset (id),
 	user_id TEXT NOT NULL REFERENCES facilityuser (id),
 	content_id TEXT NOT NULL,
 	progress REAL NOT NULL DEFAULT 0,
@@ -63,7 +65,7 @@ CREATE TABLE contentsummarylog (
 );
 CREATE TABLE contentsessionlog (
 	id TEXT PRIMARY KEY,
-	dataset_id TEXT NOT NULL,
+	dataset_id TEXT NOT NULL REFERENCES facilitydataset (id),
 	user_id TEXT NOT NULL REFERENCES facilityuser (id),
 	content_id TEXT NOT NULL,
 	start_time TEXT NOT NULL,
@@ -72,14 +74,14 @@ CREATE TABLE contentsessionlog (
 );
 CREATE TABLE anonymoussessionlog (
 	id TEXT PRIMARY KEY,
-	dataset_id TEXT NOT NULL,
+	dataset_id TEXT NOT NULL REFERENCES facilitydataset (id),
 	content_id TEXT NOT NULL,
 	start_time TEXT NOT NULL,
 	end_time TEXT NOT NULL
 );
 CREATE TABLE coachnote (
 	id TEXT PRIMARY KEY,
-	dataset_id TEXT NOT NULL,
+	dataset_id TEXT NOT NULL REFERENCES facilitydataset (id),
 	user_id TEXT NOT NULL REFERENCES facilityuser (id),
 	author_id TEXT NOT NULL REFERENCES facilityuser (id),
 	body TEXT NOT NULL,

@@ -1,0 +1,86 @@
+package profile
+
+import (
+	"fmt"
+
+	"github.com/morango-sync/morango/ids"
+)
+
+// Identity is where a row belongs: its id, its partition (with ${id}
+// replaced by the id) and its source id ("" for a model without a
+// source-id template).
+type Identity struct {
+	ID, Partition, SourceID string
+}
+
+// IDMismatchError says that a row of a model with a source-id template does
+// not have the id its partition, source id and model name give.
+type IDMismatchError struct {
+	Model string
+	// Got is the row's id, Want the id it must have.
+	Got, Want string
+}
+
+func (e *IDMismatchError) Error() string {
+	return fmt.Sprintf("%s row %s has the wrong id: it must be %s, the namespaced id of its partition, source id and model; "+
+		"insert rows of %s with the id that \"morango id\" prints", e.Model, e.Got, e.Want, e.Model)
+}
+
+// Identify computes a row's identity from its id and its column values; get
+// returns a column's value as text, or ok=false when the column is missing
+// or NULL.
+//
+// The raw partition is the partition template with every ${column}
+// substituted except ${id}, which stays literal. For a model with a
+// source-id template the source id is that template's rendering, and the
+// row's id must be ids.Namespaced(raw partition, source id, model name),
+// else the error is an *IDMismatchError. For other models the source id is
+// "" and the id must be 32 lower-case hex digits. The partition is the raw
+// partition with ${id} replaced by the id.
+func (m *Model) Identify(id string, get func(column string) (value string, ok bool)) (Identity, error) {
+	raw, src, err := m.raw(get)
+	if err != nil {
+		return Identity{}, err
+	}
+	if m.SourceID != "" {
+		if want := ids.Namespaced(raw, src, m.Name); id != want {
+			return Identity{}, &IDMismatchError{Model: m.Name, Got: id, Want: want}
+		}
+	} else if !ids.Valid(id) {
+		return Identity{}, fmt.Errorf("%s row %q: an id is 32 lower-case hex digits", m.Name, id)
+	}
+	return Identity{ID: id, Partition: ids.FinalPartition(raw, id), SourceID: src}, nil
+}
+
+// ComputeID returns the id a row of a model with a source-id template must
+// have, from its column values (get as for Identify). This is what
+// "morango id" prints and what an app inserts the row with.
+func (m *Model) ComputeID(get func(column string) (value string, ok bool)) (string, error) {
+	if m.SourceID == "" {
+		return "", fmt.Errorf("model %s has no source-id template: the app chooses its ids", m.Name)
+	}
+	raw, src, err := m.raw(get)
+	if err != nil {
+		return "", err
+	}
+	return ids.Namespaced(raw, src, m.Name), nil
+}
+
+// raw renders the raw partition and the source id of a row.
+func (m *Model) raw(get func(string) (string, bool)) (partition, sourceID string, err error) {
+	partition, err = render(m.Partition, true, get)
+	if err != nil {
+		return "", "", fmt.Errorf("%s partition: %w", m.Name, err)
+	}
+	if m.SourceID == "" {
+		return partition, "", nil
+	}
+	sourceID, err = render(m.SourceID, false, get)
+	switch {
+	case err != nil:
+		return "", "", fmt.Errorf("%s source id: %w", m.Name, err)
+	case sourceID == "":
+		return "", "", fmt.Errorf("%s source id: %q renders empty: a source id names the row", m.Name, m.SourceID)
+	}
+	return partition, sourceID, nil
+}
