@@ -14,6 +14,8 @@ import (
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := cli.Run(ctx, os.Args, os.Stdout, os.Stderr)
+	// ExitCode tells an interruption by ctx.Err(), so ctx is stopped after.
+	code := cli.ExitCode(ctx, err, os.Stderr)
 	stop()
-	os.Exit(cli.ExitCode(ctx, err, os.Stderr))
+	os.Exit(code)
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 
 	"github.com/morango-sync/morango/ids"
+	"github.com/morango-sync/morango/merge"
 	"github.com/morango-sync/morango/profile"
 )
 
@@ -222,6 +223,13 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	if err != nil {
 		return err
 	}
+	// A new version of a record that was hard-deleted keeps the hard
+	// deletions as tombstones (merge.Edit), so that the order in which
+	// devices learn of them cannot matter.
+	tombs, err := s.tombstones(ctx, dirty)
+	if err != nil {
+		return err
+	}
 	n, err = s.count(ctx, `UPDATE morango_store SET serialized = c.serialized, _self_ref_fk = c.self_ref,
 			deleted = 0, hard_deleted = 0, `+s.lsb()+`
 		FROM temp.morango_changed c WHERE c.id = morango_store.id`)
@@ -238,9 +246,41 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 		return err
 	}
 	res.Deleted += n
+	for id, text := range tombs {
+		_, err := s.tx.ExecContext(ctx, `UPDATE morango_store SET conflicting_serialized_data = ?
+			WHERE id = ? AND last_saved_instance = ? AND last_saved_counter = ?`, text, id, s.me, s.c)
+		if err != nil {
+			return err
+		}
+	}
 
 	return s.exec(ctx,
 		fmt.Sprintf(`INSERT INTO temp.morango_versioned (id) SELECT id FROM morango_store
 			WHERE id IN (%s) AND last_saved_instance = %s AND last_saved_counter = %d ON CONFLICT DO NOTHING`, dirty, literal(s.me), s.c),
 		fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''`, model))
+}
+
+// tombstones returns, for the dirty records of a model that hold hard
+// deletions, the siblings a local edit keeps: those hard deletions.
+func (s *serializer) tombstones(ctx context.Context, dirty string) (map[string]string, error) {
+	rows, err := s.tx.QueryContext(ctx, `SELECT `+recordColumns("s")+` FROM morango_store s WHERE s.id IN (`+dirty+`)
+		AND (s.hard_deleted OR s.conflicting_serialized_data LIKE '%"hard_deleted":true%')`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	for rows.Next() {
+		var r Record
+		if err := scanRecord(rows, &r); err != nil {
+			return nil, err
+		}
+		prev, err := stateOf(&r)
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", r.ID, err)
+		}
+		st := merge.Edit(&prev, merge.Version{Instance: s.me, Counter: s.c})
+		out[r.ID] = merge.EncodeSiblings(st.Siblings)
+	}
+	return out, rows.Err()
 }

@@ -70,7 +70,7 @@ func (db *DB) Status(ctx context.Context) (*Status, error) {
 		err := tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM %s`, quote(m.Table))).Scan(&ms.AppRows)
 		if err == nil {
 			err = tx.QueryRowContext(ctx, `SELECT count(*), coalesce(sum(deleted), 0), coalesce(sum(hard_deleted), 0),
-				coalesce(sum(conflicting_serialized_data <> ''), 0), coalesce(sum(dirty_bit), 0)
+				coalesce(sum(conflicting_serialized_data LIKE '%"hard_deleted":false%'), 0), coalesce(sum(dirty_bit), 0)
 				FROM morango_store WHERE model_name = ?`, m.Name).Scan(&ms.Records, &ms.Deleted, &ms.HardDeleted, &ms.Conflicts, &ms.Pending)
 		}
 		if err == nil {
