@@ -64,6 +64,7 @@ func commands() []*cli.Command {
 		importCommand(),
 		manifestCommand(),
 		exchangeCommand(),
+		inspectCommand(),
 		demoCommand(),
 	}
 }
