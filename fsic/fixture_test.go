@@ -266,6 +266,9 @@ func TestCalculateSyncScenario(t *testing.T) {
 			sameJSON(t, what+" v2 receiver", Calculate(rows, filter, st.receiverKeep), want.V2Receiver)
 			sameJSON(t, what+" v1 producer", CalculateV1(rows, filter, true), want.V1Producer)
 			sameJSON(t, what+" v1 receiver", CalculateV1(rows, filter, false), want.V1Receiver)
+			if err := Validate(Calculate(rows, filter, nil), filter); err != nil {
+				t.Errorf("%s: %v", what, err)
+			}
 			checked++
 		}
 	}

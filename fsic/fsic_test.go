@@ -346,3 +346,30 @@ func TestQueuingScenarios(t *testing.T) {
 		}
 	}
 }
+
+// TestSelectOnHistory is the case the Selector documentation describes: the
+// sender merged record R into a new version L@9 whose database-max counter
+// is not raised yet, and R's history holds I@3. The receiver is level with
+// L (8) and has nothing from I. Selecting on the latest writer would leave
+// R behind while Claims then records I up to 3; selecting on the history
+// sends it.
+func TestSelectOnHistory(t *testing.T) {
+	filter := []string{"P"}
+	sender := Calculate([]MaxCounter{mc("I", "P", 3), mc("L", "P", 8)}, filter, nil)
+	receiver := Calculate([]MaxCounter{mc("L", "P", 8)}, filter, nil)
+	sels := Selectors(Diff(Expand(sender, filter), Expand(receiver, filter)))
+	if want := []Selector{{"P", "I", 0}}; !slices.Equal(sels, want) {
+		t.Fatalf("selectors %v, want %v", sels, want)
+	}
+	r := record{"P:x", Counters{"I": 3, "L": 9}}
+	latest := Counters{"L": 9}
+	if !selected(sels, r) {
+		t.Error("R is not selected on its history")
+	}
+	if selected(sels, record{r.partition, latest}) {
+		t.Error("R would be selected on its latest version alone; the case shows nothing")
+	}
+	if claims := Claims(sender, filter); !slices.Contains(claims, mc("I", "P", 3)) {
+		t.Errorf("claims %v do not record I up to 3", claims)
+	}
+}

@@ -25,9 +25,9 @@ const (
 	MaxPartitionLen = 1024
 )
 
-// Errors of FSICs from untrusted sources. [Parse] wraps ErrSyntax and
-// ErrTooLarge; [Validate] returns an [*Error] that wraps one of them all but
-// ErrSyntax.
+// Errors of FSICs from untrusted sources. [Parse] wraps ErrSyntax or
+// ErrTooLarge; [Validate] returns an [*Error] wrapping ErrTooLarge,
+// ErrInvalidPartition, ErrInvalidInstance or ErrInvalidCounter.
 var (
 	ErrSyntax           = errors.New("malformed fsic")
 	ErrTooLarge         = errors.New("fsic too large")
@@ -48,7 +48,7 @@ type Error struct {
 func (e *Error) Error() string {
 	switch {
 	case e.Half == "":
-		return fmt.Sprintf("fsic: %v", e.Err)
+		return e.Err.Error()
 	case e.Instance == "":
 		return fmt.Sprintf("fsic %s partition %q: %v", e.Half, e.Partition, e.Err)
 	default:

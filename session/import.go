@@ -83,6 +83,11 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			"get a certificate for this device first ('morango cert request' and 'morango cert import')")
 	}
 	keep := filter.Intersect(read)
+	inst, err := db.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	me := inst.ID
 	trust := func(*IncomingHeader) (*certs.Certificate, error) { return signer, nil }
 
 	res := &ImportResult{TransferID: h.TransferID, Sender: h.SenderInstance, SenderCert: h.SenderCert, Filter: h.Filter}
@@ -154,7 +159,7 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			}
 			c.persist = im.UpdateTransfer
 			batch := make([]*store.Record, 0, batchSize)
-			var n int64
+			var n, outside int64 // outside: refused here for lying outside what is kept
 			flush := func() error {
 				err := im.Add(ctx, batch)
 				batch = batch[:0]
@@ -164,6 +169,9 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			err := inc.Records(ctx, trust, func(r *store.Record) error {
 				n++
 				if why := check(r); why != "" {
+					if !keep.Contains(r.Partition) {
+						outside++
+					}
 					im.Result().Refuse(r, why)
 					return nil
 				}
@@ -182,7 +190,12 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 				return abort(err)
 			}
 			// Everything the sender held under what this device kept is
-			// now here.
+			// now here — unless a record inside it was refused, or the
+			// bundle held only what another device lacked: then claiming
+			// the sender's counters would hide records this device lacks.
+			if im.Result().Refused > outside || (h.RecipientInst != "" && h.RecipientInst != me) {
+				return nil
+			}
 			claims := fsic.Claims(reframe(h.FSIC, keep), keep)
 			return abort(im.Claim(ctx, claims))
 		},

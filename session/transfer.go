@@ -236,7 +236,8 @@ func ownCertificate(ctx context.Context, db *store.DB, id string) (*certs.Certif
 func verifyTrusted(ctx context.Context, db *store.DB, chain []certs.Link) (*certs.Certificate, error) {
 	verified, err := certs.VerifyChain(chain, db.Profile())
 	if err != nil {
-		return nil, err
+		return nil, hinted(fmt.Errorf("certificate chain: %w", err),
+			"the chain is forged, damaged or for another app: do not trust this file")
 	}
 	root := verified[0]
 	ok, err := db.Trusted(ctx, root.ID)
