@@ -1,0 +1,183 @@
+package session
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/morango-sync/morango/ids"
+)
+
+// TestExchange carries one folder, standing in for a USB stick, between
+// three devices: Facility (the root), a City laptop (full-facility) and a
+// learner's Home tablet (single-user). Each visit runs Exchange; the apps
+// keep working between visits. When a whole round moves nothing, City and
+// Facility hold identical data, Home holds exactly what it may read, and
+// the learner's work has reached both.
+func TestExchange(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	city := newDevice(t, "city")
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	home := newDevice(t, "home")
+	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	devices := []*device{fac, home, city}
+
+	// visit runs one exchange and returns the files it imported or
+	// exported.
+	visit := func(d *device) (moved []string) {
+		t.Helper()
+		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert, Name: d.name})
+		if err != nil {
+			t.Fatalf("%s: exchange: %v", d.name, err)
+		}
+		for _, fr := range r.Files {
+			switch fr.Action {
+			case "failed":
+				t.Errorf("%s: %s failed: %s", d.name, fr.File, fr.Reason)
+			case "imported":
+				if fr.Import.Store.Refused != 0 {
+					t.Errorf("%s: %s: refused %+v", d.name, fr.File, fr.Import.Store.Refusals)
+				}
+				moved = append(moved, fmt.Sprintf("%s imported %s (%d)", d.name, fr.File, fr.Records))
+			case "exported":
+				moved = append(moved, fmt.Sprintf("%s exported %s (%d)", d.name, fr.File, fr.Records))
+			}
+		}
+		return moved
+	}
+	round := func() []string {
+		var moved []string
+		for _, d := range devices {
+			moved = append(moved, visit(d)...)
+		}
+		return moved
+	}
+
+	// Round 1 introduces everyone (manifests); round 2 carries the
+	// facility's data.
+	round()
+	round()
+	if n := home.count(`SELECT count(*) FROM contentlog WHERE id = ?`, f.learnerLog); n != 1 {
+		t.Fatalf("the learner's log has not reached home after two rounds")
+	}
+	if n := city.count(`SELECT count(*) FROM adminnote WHERE id = ?`, f.note); n != 1 {
+		t.Fatalf("the admin note has not reached city after two rounds")
+	}
+
+	// Everyone works.
+	homeLogs := []string{ids.Random(), ids.Random()}
+	home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'c7', 0.2)`, homeLogs[0], f.dataset, f.learner)
+	home.exec(`UPDATE contentlog SET progress = 0.4 WHERE id = ?`, f.learnerLog)
+	fac.exec(`UPDATE contentlog SET progress = 0.3 WHERE id = ?`, f.learnerLog) // concurrent with home's edit
+	fac.exec(`UPDATE classroom SET name = 'Class 4B' WHERE id = ?`, f.classroom)
+	cityNote := ids.Random()
+	city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES (?, ?, 'inspection')`, cityNote, f.dataset)
+	city.exec(`UPDATE contentlog SET progress = 1.0 WHERE id = ?`, f.otherLog)
+	round()
+
+	// And again, between visits.
+	visit(fac)
+	home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'c8', 0.9)`, homeLogs[1], f.dataset, f.learner)
+	visit(home)
+	fac.exec(`DELETE FROM contentlog WHERE id = ?`, f.otherLog)
+	city.exec(`UPDATE facilityuser SET full_name = 'Ana Lima' WHERE id = ?`, f.learner)
+	visit(city)
+
+	var last []string
+	rounds := 0
+	for ; rounds < 8; rounds++ {
+		if last = round(); len(last) == 0 {
+			break
+		}
+		t.Logf("round %d:\n%s", rounds+1, strings.Join(last, "\n"))
+	}
+	if len(last) != 0 {
+		t.Fatalf("no quiet round after 8 rounds; the last moved:\n%s", strings.Join(last, "\n"))
+	}
+
+	// City and Facility hold identical facility data.
+	if d := diffStates(fac.syncState(), city.syncState()); d != "" {
+		t.Fatalf("facility and city differ:\n%s", d)
+	}
+	for _, d := range devices {
+		if n := d.count(`SELECT count(*) FROM morango_store WHERE dirty_bit OR deserialization_error != ''`); n != 0 {
+			t.Errorf("%s: %d records not written to the app", d.name, n)
+		}
+	}
+	// The learner's logs reached both.
+	for _, d := range []*device{fac, city} {
+		for _, id := range homeLogs {
+			if n := d.count(`SELECT count(*) FROM contentlog WHERE id = ?`, id); n != 1 {
+				t.Errorf("%s lacks the learner's log %s", d.name, id)
+			}
+		}
+		if n := d.count(`SELECT count(*) FROM adminnote WHERE id = ?`, cityNote); n != 1 {
+			t.Errorf("%s lacks city's note", d.name)
+		}
+		if n := d.count(`SELECT count(*) FROM facilityuser WHERE full_name = 'Ana Lima'`); n != 1 {
+			t.Errorf("%s lacks city's edit of the learner", d.name)
+		}
+	}
+	// The concurrent edits of the learner's log are one conflict, the same
+	// on every device.
+	rec := fac.record(f.learnerLog)
+	if rec.Conflicting == "" {
+		t.Errorf("the concurrent edits left no conflict: %+v", rec)
+	}
+	for _, d := range []*device{city, home} {
+		if r := d.record(f.learnerLog); *r != *rec {
+			t.Errorf("%s holds the learner's log as %+v, facility as %+v", d.name, r, rec)
+		}
+	}
+
+	// Home holds what it may read, exactly as Facility holds it, and
+	// nothing else.
+	read := f.learnerScope()
+	for _, p := range home.partitions() {
+		if !read.Contains(p) {
+			t.Errorf("home holds partition %s", p)
+		}
+	}
+	readable := func(d *device) map[string][]string {
+		st := d.syncState()
+		out := map[string][]string{}
+		for _, row := range st["morango_store"] {
+			for _, p := range read {
+				if strings.Contains(row, " | '"+p) {
+					out["morango_store"] = append(out["morango_store"], row)
+					break
+				}
+			}
+		}
+		return out
+	}
+	if d := diffStates(readable(fac), readable(home)); d != "" {
+		t.Errorf("home's records differ from facility's:\n%s", d)
+	}
+	for q, want := range map[string]int{
+		`SELECT count(*) FROM facilitydataset`:                                 1,
+		`SELECT count(*) FROM facilityuser`:                                    1,
+		`SELECT count(*) FROM facilityuser WHERE full_name = 'Ana Lima'`:       1,
+		`SELECT count(*) FROM classroom WHERE name = 'Class 4B'`:               1,
+		`SELECT count(*) FROM contentlog`:                                      3,
+		`SELECT count(*) FROM contentlog WHERE user_id != '` + f.learner + `'`: 0,
+		`SELECT count(*) FROM adminnote`:                                       0,
+	} {
+		if n := home.count(q); n != want {
+			t.Errorf("home: %s = %d, want %d", q, n, want)
+		}
+	}
+	// The app rows Home holds are Facility's.
+	facApp, homeApp := dump(t, fac.app, appTables), dump(t, home.app, appTables)
+	for tb, rows := range homeApp {
+		for _, row := range rows {
+			if !slices.Contains(facApp[tb], row) {
+				t.Errorf("home's %s row is not facility's: %s", tb, row)
+			}
+		}
+	}
+}
