@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -31,7 +32,18 @@ func usagef(format string, args ...any) error { return usageError{fmt.Errorf(for
 // Run runs the command line args and returns the error of the command.
 func Run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	app := newApp(stdout, stderr)
-	return app.RunContext(ctx, interspersed(app, args))
+	if len(args) > 1 && !strings.HasPrefix(args[1], "-") && args[1] != "help" && args[1] != "h" && app.Command(args[1]) == nil {
+		return usagef("no command %q (see morango --help)", args[1])
+	}
+	err := app.RunContext(ctx, interspersed(app, args))
+	// urfave/cli reports a missing required flag with an unexported error
+	// type; it is a usage error all the same.
+	// The same goes for an unknown subcommand, which urfave/cli reports as
+	// a missing help topic with exit code 3.
+	if err != nil && (strings.HasPrefix(err.Error(), "Required flag") || strings.HasPrefix(err.Error(), "No help topic")) {
+		err = usageError{err}
+	}
+	return err
 }
 
 func newApp(stdout, stderr io.Writer) *cli.App {
@@ -49,6 +61,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		},
 		Commands: commands(),
 	}
+	onUsage(app.Commands)
 	return app
 }
 
@@ -66,6 +79,14 @@ func commands() []*cli.Command {
 		exchangeCommand(),
 		inspectCommand(),
 		demoCommand(),
+	}
+}
+
+// onUsage makes flag errors of every command usage errors.
+func onUsage(cmds []*cli.Command) {
+	for _, c := range cmds {
+		c.OnUsageError = func(_ *cli.Context, err error, _ bool) error { return usageError{err} }
+		onUsage(c.Subcommands)
 	}
 }
 
