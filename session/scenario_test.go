@@ -1229,3 +1229,36 @@ func TestMisdeliveredBundle(t *testing.T) {
 			"and C never gets the record B already had: C claims A's versions it never received", err, res2.Records)
 	}
 }
+
+// A record whose foreign-key target the engine itself removes from the app
+// in a deserialization (because the target's own parent is deleted) must
+// not stay waiting for that target forever: the target's deletion is
+// recorded by the next serialization, and the dependent must follow it, on
+// every device, without needing yet another import.
+func TestCascadeThroughEngineDeletion(t *testing.T) {
+	scLoadFixture(t)
+	s := &scSim{t: t, ctx: t.Context(), seed: 2, rng: rand.New(rand.NewPCG(2, 2)), dir: t.TempDir(), root: scFixture.root.ID,
+		applied: map[string]map[int]bool{}, newest: map[[2]int]int{}, created: map[string]string{},
+		hardDel: map[string]bool{}, recreated: map[string]bool{}, stats: map[string]int{}}
+	for i := range 3 {
+		s.devs = append(s.devs, s.newDevice(i, ""))
+	}
+	a, b, c := s.devs[0], s.devs[1], s.devs[2]
+	x, y, p, ch := s.rid(), s.rid(), s.rid(), s.rid()
+	s.exec(a, `INSERT INTO person (id, dataset_id, name, age) VALUES (?, ?, 'x', 1), (?, ?, 'y', 2)`, x, s.root, y, s.root)
+	bf, _ := s.export(a, b.idx, s.writeManifest(b), true)
+	s.importBundle(bf, b)
+	// A writes a note P about X and a reply C about Y; B, concurrently,
+	// deletes X.
+	s.exec(a, `INSERT INTO note (id, dataset_id, person_id, parent_id, body) VALUES (?, ?, ?, NULL, 'p')`, p, s.root, x)
+	s.exec(a, `INSERT INTO note (id, dataset_id, person_id, parent_id, body) VALUES (?, ?, ?, ?, 'reply')`, ch, s.root, y, p)
+	s.appDelete(b, "person", x)
+	// C hears from B, then from A: P arrives with its person deleted, so
+	// P is not written; the reply arrives in the same bundle.
+	bf, _ = s.export(b, c.idx, s.writeManifest(c), true)
+	s.importBundle(bf, c)
+	bf, _ = s.export(a, c.idx, s.writeManifest(c), true)
+	s.importBundle(bf, c)
+	s.converge()
+	s.assertConverged()
+}

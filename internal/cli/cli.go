@@ -79,6 +79,7 @@ func commands() []*cli.Command {
 		exchangeCommand(),
 		inspectCommand(),
 		demoCommand(),
+		benchCommand(),
 		completionCommand(),
 	}
 }
