@@ -78,6 +78,8 @@ func commands() []*cli.Command {
 		manifestCommand(),
 		exchangeCommand(),
 		inspectCommand(),
+		conflictsCommand(),
+		resolveCommand(),
 		demoCommand(),
 		benchCommand(),
 		completionCommand(),
