@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"time"
 
 	"github.com/morango-sync/morango/bundle"
@@ -177,7 +178,7 @@ func (in *diskIncoming) open() error {
 	hash := sha256.New()
 	if _, err := io.Copy(hash, f); err != nil {
 		f.Close()
-		return fmt.Errorf("read bundle %s: %w", in.d.Bundle, err)
+		return readFailed(in.d.Bundle, err)
 	}
 	f.Close()
 	in.digest = hex.EncodeToString(hash.Sum(nil))
@@ -210,6 +211,9 @@ func (in *diskIncoming) reopen(trust Trust) error {
 	r, err := bundle.NewReader(bufio.NewReaderSize(f, 1<<16), opts)
 	if err != nil {
 		f.Close()
+		if !isFormatError(err) {
+			return readFailed(in.d.Bundle, err)
+		}
 		return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err), "the file is damaged or not a bundle: export it again")
 	}
 	in.f, in.r = f, r
@@ -247,6 +251,9 @@ func (in *diskIncoming) Records(ctx context.Context, trust Trust, fn func(*store
 			return nil
 		}
 		if err != nil {
+			if !isFormatError(err) {
+				return readFailed(in.d.Bundle, err)
+			}
 			return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err), "the file is damaged or was tampered with: do not import it; export it again")
 		}
 		fromBundle(br, &rec)
@@ -282,4 +289,24 @@ func fromBundle(b *bundle.Record, r *store.Record) {
 		LastSavedInstance: b.LastSavedInstance, LastSavedCounter: b.LastSavedCounter,
 		Conflicting: b.ConflictingSerializedData, SelfRefFK: b.SelfRefFK, History: hist,
 	}
+}
+
+// isFormatError reports whether err is the bundle's fault (damaged, forged,
+// too large) rather than the device's.
+func isFormatError(err error) bool {
+	for _, e := range []error{bundle.ErrBadMagic, bundle.ErrUnsupportedVersion, bundle.ErrTruncated, bundle.ErrMalformed,
+		bundle.ErrTooLarge, bundle.ErrCountMismatch, bundle.ErrHashMismatch, bundle.ErrBadSignature, bundle.ErrTrailingData,
+		bundle.ErrUnverified} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var pe *fs.PathError
+	return !errors.As(err, &pe) && !errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+// readFailed reports a bundle the device could not read.
+func readFailed(path string, err error) error {
+	return hinted(fmt.Errorf("read bundle %s: %w", path, err),
+		"reading the stick failed (was it pulled out?); nothing was written: put it back and run the import again")
 }
