@@ -56,36 +56,48 @@ func jsonSetSQL(base, alias string, cols []string) string {
 // expression over the row aliased alias. ${id} becomes idExpr. The
 // expression is NULL when a referenced column is NULL.
 func templateSQL(tmpl, alias, idExpr string) string {
+	return templateExpr(tmpl, func(name string) (string, bool) {
+		if name == "id" {
+			return idExpr, true
+		}
+		return "CAST(" + alias + "." + quote(name) + " AS TEXT)", true
+	}, func(b *strings.Builder, c byte) { b.WriteByte(c) })
+}
+
+// templateExpr builds an SQL concatenation from a template: field returns
+// the expression of ${name}, or false to have it written as literal text
+// (its returned string); lit writes one literal byte of the template.
+// "$$" is a literal "$".
+func templateExpr(tmpl string, field func(name string) (string, bool), lit func(*strings.Builder, byte)) string {
 	var parts []string
-	var lit strings.Builder
+	var text strings.Builder
 	flush := func() {
-		if lit.Len() > 0 {
-			parts = append(parts, literal(lit.String()))
-			lit.Reset()
+		if text.Len() > 0 {
+			parts = append(parts, literal(text.String()))
+			text.Reset()
 		}
 	}
 	for i := 0; i < len(tmpl); i++ {
 		if tmpl[i] == '$' && i+1 < len(tmpl) {
 			switch {
 			case tmpl[i+1] == '$':
-				lit.WriteByte('$')
+				lit(&text, '$')
 				i++
 				continue
 			case tmpl[i+1] == '{':
 				if end := strings.IndexByte(tmpl[i+2:], '}'); end >= 0 {
-					name := tmpl[i+2 : i+2+end]
-					flush()
-					if name == "id" {
-						parts = append(parts, idExpr)
+					if expr, ok := field(tmpl[i+2 : i+2+end]); ok {
+						flush()
+						parts = append(parts, expr)
 					} else {
-						parts = append(parts, "CAST("+alias+"."+quote(name)+" AS TEXT)")
+						text.WriteString(expr)
 					}
 					i += 2 + end
 					continue
 				}
 			}
 		}
-		lit.WriteByte(tmpl[i])
+		lit(&text, tmpl[i])
 	}
 	flush()
 	if len(parts) == 0 {

@@ -69,6 +69,7 @@ func commands() []*cli.Command {
 	return []*cli.Command{
 		initCommand(),
 		statusCommand(),
+		verifyCommand(),
 		serializeCommand(),
 		deleteCommand(),
 		idCommand(),
