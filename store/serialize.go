@@ -183,6 +183,15 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			struct{ cond, msg string }{`t.id <> ` + want,
 				fmt.Sprintf(`'id must be ' || %s || ' (the namespaced id of its partition, source id and model; see morango id)'`, want)})
 	}
+	// Record ids are unique across models: a row that takes the id of
+	// another model's record stays out of the store.
+	err := s.exec(ctx, fmt.Sprintf(`UPDATE morango_dirty SET error = 'id is already used by a record of model ' ||
+			(SELECT s.model_name FROM morango_store s WHERE s.id = morango_dirty.id) || '; give the row a new id'
+		WHERE model = %s AND error = '' AND id IN (SELECT t.id FROM %s t)
+			AND EXISTS (SELECT 1 FROM morango_store s WHERE s.id = morango_dirty.id AND s.model_name <> %s)`, model, table, model))
+	if err != nil {
+		return err
+	}
 	for _, ch := range checks {
 		q := fmt.Sprintf(`UPDATE morango_dirty SET error = (SELECT %s FROM %s t WHERE t.id = morango_dirty.id)
 			WHERE model = %s AND error = '' AND id IN (
