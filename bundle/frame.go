@@ -88,9 +88,10 @@ func checkFrame(b []byte, size uint32) error {
 func decompress(dec *zstd.Decoder, frame, dst []byte, size uint32) ([]byte, error) {
 	out, err := dec.DecodeAll(frame, dst[:0])
 	switch {
-	case errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) ||
-		errors.Is(err, zstd.ErrFrameSizeExceeded):
-		return nil, fmt.Errorf("zstd frame expands past %d bytes: %w", size, ErrTooLarge)
+	case errors.Is(err, zstd.ErrWindowSizeExceeded):
+		return nil, fmt.Errorf("zstd frame needs a window above %d bytes: %w", MaxChunkSize, ErrTooLarge)
+	case errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrFrameSizeExceeded):
+		return nil, fmt.Errorf("zstd frame produces more than the %d bytes it declares: %w", size, ErrMalformed)
 	case err != nil:
 		return nil, fmt.Errorf("zstd: %w: %v", ErrMalformed, err)
 	case len(out) != int(size):

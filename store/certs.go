@@ -36,6 +36,9 @@ func (db *DB) SaveCertificate(ctx context.Context, c *certs.Certificate, private
 	}
 	var key any
 	if privateKeyPEM != "" {
+		if err := db.protectKeyFiles(); err != nil {
+			return err
+		}
 		key = privateKeyPEM
 	}
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
@@ -126,6 +129,9 @@ func (db *DB) Trusted(ctx context.Context, id string) (bool, error) {
 // SaveRequest keeps the key pair of a certificate request until the granted
 // certificate is imported.
 func (db *DB) SaveRequest(ctx context.Context, publicKey, scope, params, privateKeyPEM string) error {
+	if err := db.protectKeyFiles(); err != nil {
+		return err
+	}
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO morango_certrequest (public_key, scope_definition_id, scope_params, private_key, created_at)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT DO NOTHING`, publicKey, scope, params, privateKeyPEM, now())

@@ -212,8 +212,12 @@ func (db *DB) load(ctx context.Context) error {
 	}
 	db.profile = p
 	db.schema = schema
-	_, err = db.currentInstance(ctx)
-	return err
+	if _, err := db.currentInstance(ctx); err != nil {
+		return err
+	}
+	// A database that holds private keys is readable by its owner only.
+	db.protectOnOpen(ctx)
+	return nil
 }
 
 // Close closes the database.
