@@ -77,6 +77,9 @@ func checkFrame(b []byte, size uint32) error {
 	if h.HasCheckSum {
 		off += 4
 	}
+	if off > len(b) {
+		return fmt.Errorf("zstd frame's checksum runs past the chunk: %w", ErrMalformed)
+	}
 	if off != len(b) {
 		return fmt.Errorf("chunk holds %d bytes after its zstd frame: %w", len(b)-off, ErrMalformed)
 	}
