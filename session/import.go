@@ -139,10 +139,9 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 		return err
 	}
 	err = c.run(ctx, map[Stage]Operation{
-		Serializing: func(ctx context.Context, p *Progress) error {
-			_, err := db.Serialize(ctx)
-			return err
-		},
+		// Serializing has no operation of its own: BeginImport serializes
+		// the app's changes inside the import's transaction, so an import
+		// that fails or is killed leaves the database as it was.
 		// The whole transfer is read and verified before anything is
 		// applied.
 		Transferring: func(ctx context.Context, p *Progress) error {
