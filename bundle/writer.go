@@ -111,7 +111,7 @@ func NewWriter(w io.Writer, h *Header, signer crypto.Signer, opts *WriterOptions
 	if len(raw) > MaxHeaderSize {
 		return nil, fmt.Errorf("bundle header of %d bytes (at most %d): %w", len(raw), MaxHeaderSize, ErrTooLarge)
 	}
-	enc, err := newEncoder(o.Level, o.Concurrency)
+	enc, err := newEncoderWindow(o.Level, o.Concurrency, chunkWindow(o.ChunkSize))
 	if err != nil {
 		return nil, err
 	}
@@ -374,21 +374,39 @@ func (hw *hashWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-// encoderWindow is the writer's zstd window. A frame never refers outside
-// its chunk, and the encoder allocates its history by the window: 1 MiB
-// holds a default chunk and keeps the writer's memory small. It is fixed,
-// so that a frame's bytes depend only on the level and the chunk's content.
+// encoderWindow is the writer's smallest zstd window. A frame never refers
+// outside its chunk, and the encoder allocates its history by the window:
+// 1 MiB holds a default chunk and keeps the writer's memory small. The
+// window depends only on the chunk size (see chunkWindow), so that a
+// frame's bytes depend only on the level, the chunk size and the chunk's
+// content.
 const encoderWindow = 1 << 20
 
-// newEncoder returns the encoder of a writer: frames that declare their
-// size (single segment) and carry a checksum.
+// chunkWindow returns the window of a writer that cuts chunks of size
+// bytes: the smallest power of two that holds a chunk, at least
+// encoderWindow, so that a record may refer to any record of its chunk.
+func chunkWindow(size int) int {
+	w := encoderWindow
+	for w < size && w < MaxChunkSize {
+		w *= 2
+	}
+	return w
+}
+
+// newEncoder returns the encoder of a writer with the default chunk size.
 func newEncoder(level zstd.EncoderLevel, concurrency int) (*zstd.Encoder, error) {
+	return newEncoderWindow(level, concurrency, encoderWindow)
+}
+
+// newEncoderWindow returns the encoder of a writer: frames that declare
+// their size (single segment) and carry a checksum.
+func newEncoderWindow(level zstd.EncoderLevel, concurrency, window int) (*zstd.Encoder, error) {
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(level),
 		zstd.WithEncoderConcurrency(concurrency),
 		zstd.WithSingleSegment(true),
 		zstd.WithEncoderCRC(true),
-		zstd.WithWindowSize(encoderWindow),
+		zstd.WithWindowSize(window),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("zstd encoder: %w", err)
