@@ -53,6 +53,11 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 		return nil, err
 	}
 	if applied {
+		// An import killed after its transaction committed left its
+		// transfer session active: it is finished.
+		if err := finishApplied(ctx, db, inc.Digest()); err != nil {
+			return nil, err
+		}
 		return nil, hinted(fmt.Errorf("transfer %s: %w", h.TransferID, store.ErrAlreadyApplied), "nothing to do: its records are already here")
 	}
 
@@ -156,35 +161,31 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			if im, err = db.BeginImport(ctx, t.ID); err != nil {
 				return abort(err)
 			}
+			if err := im.Expect(ctx, h.Total); err != nil {
+				return abort(err)
+			}
 			c.persist = im.UpdateTransfer
-			batch := make([]*store.Record, 0, batchSize)
 			var n, outside int64 // outside: refused here for lying outside what is kept
-			flush := func() error {
-				err := im.Add(ctx, batch)
-				batch = batch[:0]
+			recs := make([]*store.Record, 0, batchSize)
+			err := readAhead(ctx, func(ctx context.Context, fn func(*store.Record) error) error {
+				return inc.Records(ctx, trust, fn)
+			}, check, func(batch []checked) error {
+				recs = recs[:0]
+				for i := range batch {
+					n++
+					if why := batch[i].why; why != "" {
+						if !keep.Contains(batch[i].rec.Partition) {
+							outside++
+						}
+						im.Result().Refuse(&batch[i].rec, why)
+						continue
+					}
+					recs = append(recs, &batch[i].rec)
+				}
+				err := im.Add(ctx, recs)
 				p.Report(n, h.Total, 0)
 				return err
-			}
-			err := inc.Records(ctx, trust, func(r *store.Record) error {
-				n++
-				if why := check(r); why != "" {
-					if !keep.Contains(r.Partition) {
-						outside++
-					}
-					im.Result().Refuse(r, why)
-					return nil
-				}
-				cp := *r // r is reused by the reader: copy it, history included
-				cp.History = append([]store.HistoryEntry(nil), r.History...)
-				batch = append(batch, &cp)
-				if len(batch) == batchSize {
-					return flush()
-				}
-				return nil
 			})
-			if err == nil {
-				err = flush()
-			}
 			if err != nil {
 				return abort(err)
 			}
@@ -213,6 +214,93 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 		return nil, err
 	}
 	return res, nil
+}
+
+// checked is an incoming record and why it is refused ("" if it is not).
+type checked struct {
+	rec store.Record
+	why string
+}
+
+// readAhead reads records with each on another goroutine, checking each
+// with check, and hands them in batches of batchSize, in order, to apply
+// on the caller's goroutine: reading, decompressing and checking the
+// bundle overlap with the store's work. A few batches are in flight. The
+// first error of either side stops both; the reading side's error (a
+// bundle that fails to verify at its end) is returned unless applying
+// failed first.
+func readAhead(ctx context.Context, each func(context.Context, func(*store.Record) error) error,
+	check func(*store.Record) string, apply func([]checked) error) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	batches := make(chan []checked, 2)
+	free := make(chan []checked, 4)
+	read := make(chan error, 1)
+	go func() {
+		defer close(batches)
+		batch := make([]checked, 0, batchSize)
+		err := each(ctx, func(r *store.Record) error {
+			c := checked{rec: *r, why: check(r)} // r is reused by the reader: copy it, history included
+			c.rec.History = append([]store.HistoryEntry(nil), r.History...)
+			batch = append(batch, c)
+			if len(batch) == batchSize {
+				select {
+				case batches <- batch:
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+				select {
+				case batch = <-free:
+				default:
+					batch = make([]checked, 0, batchSize)
+				}
+			}
+			return nil
+		})
+		if err == nil && len(batch) > 0 {
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+				err = ctx.Err()
+			}
+		}
+		read <- err
+	}()
+	var err error
+	for batch := range batches {
+		if err == nil {
+			if err = apply(batch); err != nil {
+				cancel()
+			}
+		}
+		clear(batch)
+		select {
+		case free <- batch[:0]:
+		default:
+		}
+	}
+	if rerr := <-read; err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// finishApplied marks the active transfer sessions of a bundle whose records
+// are applied as finished: an import killed between its commit and its
+// cleanup leaves one. The sessions a bundle may have are few; each is
+// recorded as completed at its cleanup stage.
+func finishApplied(ctx context.Context, db *store.DB, digest string) error {
+	for range 1000 {
+		t, err := db.ActiveTransfer(ctx, digest)
+		if err != nil || t == nil {
+			return err
+		}
+		t.Stage, t.Status, t.Error, t.Active = Cleanup.String(), string(Completed), "", false
+		if err := db.UpdateTransfer(ctx, t); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // IsAlreadyApplied reports whether err says a bundle was applied before.

@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"strings"
 
 	"github.com/morango-sync/morango/fsic"
@@ -58,8 +60,11 @@ type Import struct {
 	transferID string
 	res        ImportResult
 	rules      map[string]merge.Rule
-	upsert     *sql.Stmt
-	history    *sql.Stmt
+	insert     *sql.Stmt // a new store row
+	update     *sql.Stmt // a store row, by rowid
+	history    *sql.Stmt // a record-max counter
+	incoming   *sql.Stmt // rowids of records to deserialize
+	rebuild    []string  // indexes dropped for a bulk import, rebuilt by Finish
 	done       bool
 }
 
@@ -78,17 +83,29 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 	for _, m := range db.profile.Models {
 		im.rules[m.Name] = ruleFor(m)
 	}
-	im.upsert, err = tx.PrepareContext(ctx, `INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
+	// One row per statement: a multi-row INSERT is compiled as a SELECT
+	// and needs a statement journal, which costs more than it saves. New
+	// rows are not marked dirty: the rowids of the records to deserialize
+	// are listed in temp.morango_incoming instead (see deserialize).
+	_, err = tx.ExecContext(ctx, incomingTable)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, `DELETE FROM temp.morango_incoming`)
+	}
+	if err == nil {
+		im.insert, err = tx.PrepareContext(ctx, `INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
 			last_saved_instance, last_saved_counter, partition, source_id, model_name, conflicting_serialized_data,
-			_self_ref_fk, dirty_bit, deserialization_error, last_transfer_session_id)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, '', ?)
-		ON CONFLICT (id) DO UPDATE SET serialized = excluded.serialized, deleted = excluded.deleted,
-			hard_deleted = excluded.hard_deleted, last_saved_instance = excluded.last_saved_instance,
-			last_saved_counter = excluded.last_saved_counter,
-			conflicting_serialized_data = excluded.conflicting_serialized_data, _self_ref_fk = excluded._self_ref_fk,
-			dirty_bit = dirty_bit OR excluded.dirty_bit,
-			deserialization_error = CASE WHEN excluded.dirty_bit THEN '' ELSE deserialization_error END,
-			last_transfer_session_id = excluded.last_transfer_session_id`)
+			_self_ref_fk, last_transfer_session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+	}
+	if err == nil {
+		im.update, err = tx.PrepareContext(ctx, `UPDATE morango_store SET serialized = ?, deleted = ?, hard_deleted = ?,
+			last_saved_instance = ?, last_saved_counter = ?, conflicting_serialized_data = ?, _self_ref_fk = ?,
+			deserialization_error = CASE WHEN ? THEN '' ELSE deserialization_error END, last_transfer_session_id = ?
+			WHERE rowid = ?`)
+	}
+	if err == nil {
+		im.incoming, err = tx.PrepareContext(ctx, `INSERT INTO temp.morango_incoming (model, rid)
+			SELECT ?, value FROM json_each(?) WHERE true ON CONFLICT DO NOTHING`)
+	}
 	if err == nil {
 		im.history, err = tx.PrepareContext(ctx, `INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter)
 			VALUES (?, ?, ?) ON CONFLICT (store_model_id, instance_id) DO UPDATE SET counter = max(counter, excluded.counter)`)
@@ -98,6 +115,70 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 		return nil, fmt.Errorf("begin import: %w", err)
 	}
 	return im, nil
+}
+
+// bulkIndexes are the store's indexes a bulk import drops and rebuilds:
+// keyed by partition, they take the incoming records in no useful order,
+// and building one from a sort costs far less than as many inserts at
+// random places. The indexes keyed by id take the records in the order the
+// sender stored them, which is mostly id order.
+var bulkIndexes = []string{"morango_store_partition"}
+
+// minBulk is the least number of incoming records for which an import can
+// be bulk.
+var minBulk int64 = 10000
+
+// Expect tells the import how many records it is about to merge. If they
+// are at least as many as the store holds (the first import of a device,
+// typically), the import is bulk: before the first record is written, the
+// store's indexes keyed by partition are dropped, and Finish rebuilds them,
+// identical, inside the same transaction. Expect must come before Add.
+func (im *Import) Expect(ctx context.Context, records int64) error {
+	if records < minBulk || im.rebuild != nil || im.res.Received > 0 {
+		return nil
+	}
+	var err error
+	im.rebuild, err = dropForBulk(ctx, im.tx, records)
+	return err
+}
+
+// dropForBulk drops the bulkIndexes if records, the number of records
+// about to be written, is at least the number of rows in the store, and
+// returns the statements that rebuild them (rebuildIndexes).
+func dropForBulk(ctx context.Context, tx *sql.Tx, records int64) ([]string, error) {
+	var rows int64
+	if err := tx.QueryRowContext(ctx, `SELECT coalesce(max(rowid), 0) FROM morango_store`).Scan(&rows); err != nil {
+		return nil, fmt.Errorf("size the store: %w", err)
+	}
+	if records < rows {
+		return nil, nil
+	}
+	var defs []string
+	for _, name := range bulkIndexes {
+		var def string
+		err := tx.QueryRowContext(ctx, `SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?`, name).Scan(&def)
+		if errors.Is(err, sql.ErrNoRows) {
+			continue
+		}
+		if err == nil {
+			_, err = tx.ExecContext(ctx, `DROP INDEX `+quote(name))
+		}
+		if err != nil {
+			return nil, fmt.Errorf("bulk write: %w", err)
+		}
+		defs = append(defs, def)
+	}
+	return defs, nil
+}
+
+// rebuildIndexes rebuilds the indexes dropForBulk dropped.
+func rebuildIndexes(ctx context.Context, tx *sql.Tx, defs []string) error {
+	for _, def := range defs {
+		if _, err := tx.ExecContext(ctx, def); err != nil {
+			return fmt.Errorf("rebuild index: %w", err)
+		}
+	}
+	return nil
 }
 
 // Abort rolls the import back.
@@ -115,6 +196,9 @@ func (im *Import) Result() *ImportResult { return &im.res }
 // Add merges a batch of incoming records. Records that cannot be merged
 // (another profile, an id that exists here under another model or
 // partition, malformed versions) are refused and listed, never merged.
+//
+// The local records of the whole batch are read with one query, and what
+// changed is written sorted by id.
 func (im *Import) Add(ctx context.Context, batch []*Record) error {
 	if len(batch) == 0 {
 		return nil
@@ -123,6 +207,7 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 	if err != nil {
 		return err
 	}
+	w := batchWriter{pos: make(map[string]int, len(batch))}
 	for _, in := range batch {
 		im.res.Received++
 		if in.Profile != im.db.profile.Name {
@@ -167,8 +252,123 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 		if !out.Changed {
 			continue
 		}
-		if err := im.write(ctx, in, cur, out); err != nil {
-			return err
+		// A later record of the batch with the same id merges into this
+		// result, not into the state read before the batch.
+		local[in.ID] = w.add(in, cur, out, im.transferID)
+	}
+	return im.flush(ctx, &w)
+}
+
+// batchWriter collects the rows a batch writes: one store row per id (the
+// last merge result of that id) and the history entries that rose.
+type batchWriter struct {
+	rows []pendingRow
+	pos  map[string]int // id → index in rows
+	hist []HistoryEntry // entries to write, of the records hids
+	hids []string
+}
+
+type pendingRow struct {
+	rec   Record
+	rowid int64 // of the local row; 0 for a new one
+	dirty bool
+	xfer  string
+}
+
+// add records the result of one merge and returns the record's new state.
+func (w *batchWriter) add(in, cur *Record, out merge.Result, transferID string) *Record {
+	st := out.State
+	base := in
+	if cur != nil {
+		base = cur // identity fields never move
+	}
+	selfRef := cur
+	if selfRef == nil || out.Dirty {
+		selfRef = in
+	}
+	r := pendingRow{rec: Record{ID: base.ID, Profile: base.Profile, ModelName: base.ModelName, Partition: base.Partition,
+		SourceID: base.SourceID, Serialized: st.Head.Serialized, Deleted: st.Head.Deleted, HardDeleted: st.Head.HardDeleted,
+		LastSavedInstance: st.Head.Instance, LastSavedCounter: st.Head.Counter, Conflicting: merge.EncodeSiblings(st.Siblings),
+		SelfRefFK: selfRef.SelfRefFK, History: historyList(st.History)},
+		dirty: out.Dirty || cur == nil, xfer: transferID}
+	if cur != nil {
+		r.rowid, r.rec.rowid = cur.rowid, cur.rowid
+	}
+	i, ok := w.pos[r.rec.ID]
+	if ok {
+		r.dirty = r.dirty || w.rows[i].dirty
+		w.rows[i] = r
+	} else {
+		i = len(w.rows)
+		w.pos[r.rec.ID] = i
+		w.rows = append(w.rows, r)
+	}
+	var before map[string]int64
+	if cur != nil {
+		before = cur.historyMap()
+	}
+	for _, h := range r.rec.History {
+		if before == nil || before[h.Instance] < h.Counter {
+			w.hist = append(w.hist, h)
+			w.hids = append(w.hids, r.rec.ID)
+		}
+	}
+	rec := w.rows[i].rec // a copy: rows grows
+	return &rec
+}
+
+// flush writes a batch's rows in id order, so that consecutive writes fall
+// on the same pages of the store's indexes.
+func (im *Import) flush(ctx context.Context, w *batchWriter) error {
+	sort.Slice(w.rows, func(a, b int) bool { return w.rows[a].rec.ID < w.rows[b].rec.ID })
+	dirty := map[string][]int64{} // model → rowids of the records to deserialize
+	for i := range w.rows {
+		p := &w.rows[i]
+		r := &p.rec
+		if p.rowid == 0 {
+			res, err := im.insert.ExecContext(ctx, r.ID, r.Profile, r.Serialized, r.Deleted, r.HardDeleted,
+				r.LastSavedInstance, r.LastSavedCounter, r.Partition, r.SourceID, r.ModelName,
+				r.Conflicting, r.SelfRefFK, p.xfer)
+			if err == nil {
+				p.rowid, err = res.LastInsertId()
+			}
+			if err != nil {
+				return fmt.Errorf("write record %s: %w", r.ID, err)
+			}
+		} else {
+			_, err := im.update.ExecContext(ctx, r.Serialized, r.Deleted, r.HardDeleted, r.LastSavedInstance, r.LastSavedCounter,
+				r.Conflicting, r.SelfRefFK, p.dirty, p.xfer, p.rowid)
+			if err != nil {
+				return fmt.Errorf("write record %s: %w", r.ID, err)
+			}
+		}
+		if p.dirty {
+			dirty[r.ModelName] = append(dirty[r.ModelName], p.rowid)
+		}
+	}
+	for model, rids := range dirty {
+		list, err := json.Marshal(rids)
+		if err == nil {
+			_, err = im.incoming.ExecContext(ctx, model, string(list))
+		}
+		if err != nil {
+			return fmt.Errorf("list records to deserialize: %w", err)
+		}
+	}
+	order := make([]int, len(w.hist))
+	for i := range order {
+		order[i] = i
+	}
+	sort.Slice(order, func(a, b int) bool {
+		x, y := order[a], order[b]
+		if w.hids[x] != w.hids[y] {
+			return w.hids[x] < w.hids[y]
+		}
+		return w.hist[x].Instance < w.hist[y].Instance
+	})
+	for _, j := range order {
+		if _, err := im.history.ExecContext(ctx, w.hids[j], w.hist[j].Instance, w.hist[j].Counter); err != nil {
+			return fmt.Errorf("write history of %s: %w", w.hids[j], err)
 		}
 	}
 	return nil
@@ -180,7 +380,7 @@ func (im *Import) locals(ctx context.Context, batch []*Record) (map[string]*Reco
 	for i, r := range batch {
 		args[i] = r.ID
 	}
-	rows, err := im.tx.QueryContext(ctx, `SELECT `+recordColumns("s")+` FROM morango_store s WHERE s.id IN (?`+
+	rows, err := im.tx.QueryContext(ctx, `SELECT s.rowid, `+recordColumns("s")+` FROM morango_store s WHERE s.id IN (?`+
 		strings.Repeat(",?", len(batch)-1)+`)`, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read local records: %w", err)
@@ -189,7 +389,7 @@ func (im *Import) locals(ctx context.Context, batch []*Record) (map[string]*Reco
 	local := make(map[string]*Record, len(batch))
 	for rows.Next() {
 		r := new(Record)
-		if err := scanRecord(rows, r); err != nil {
+		if err := scanRecord(withRowid{rows, &r.rowid}, r); err != nil {
 			return nil, fmt.Errorf("read local record: %w", err)
 		}
 		local[r.ID] = r
@@ -197,29 +397,13 @@ func (im *Import) locals(ctx context.Context, batch []*Record) (map[string]*Reco
 	return local, rows.Err()
 }
 
-func (im *Import) write(ctx context.Context, in, cur *Record, out merge.Result) error {
-	st := out.State
-	base := in
-	if cur != nil {
-		base = cur // identity fields never move
-	}
-	selfRef := cur
-	if selfRef == nil || out.Dirty {
-		selfRef = in
-	}
-	_, err := im.upsert.ExecContext(ctx, base.ID, base.Profile, st.Head.Serialized, st.Head.Deleted, st.Head.HardDeleted,
-		st.Head.Instance, st.Head.Counter, base.Partition, base.SourceID, base.ModelName, merge.EncodeSiblings(st.Siblings),
-		selfRef.SelfRefFK, out.Dirty || cur == nil, im.transferID)
-	if err != nil {
-		return fmt.Errorf("write record %s: %w", in.ID, err)
-	}
-	for inst, c := range st.History {
-		if _, err := im.history.ExecContext(ctx, base.ID, inst, c); err != nil {
-			return fmt.Errorf("write history of %s: %w", in.ID, err)
-		}
-	}
-	return nil
+// withRowid scans a rowid before the columns of a record.
+type withRowid struct {
+	sc  scanner
+	rid *int64
 }
+
+func (w withRowid) Scan(dest ...any) error { return w.sc.Scan(append([]any{w.rid}, dest...)...) }
 
 // stateOf returns a record's merge state.
 func stateOf(r *Record) (merge.State, error) {
@@ -265,6 +449,10 @@ var ErrAlreadyApplied = errors.New("bundle already applied")
 func (im *Import) Finish(ctx context.Context, a Applied) (*ImportResult, error) {
 	defer im.Abort()
 	var err error
+	if err := rebuildIndexes(ctx, im.tx, im.rebuild); err != nil {
+		return nil, err
+	}
+	im.rebuild = nil
 	if im.res.Deserialize, err = im.db.deserialize(ctx, im.tx); err != nil {
 		return nil, err
 	}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/morango-sync/morango/profile"
@@ -35,18 +37,33 @@ func (db *DB) Deserialize(ctx context.Context) (DeserializeResult, error) {
 	return res, err
 }
 
-// deserialize writes dirty store rows into the app tables, parents before
-// children. A row whose foreign-key target is missing stays dirty with the
-// reason in deserialization_error; a row whose target is deleted is deleted
-// too (the next serialization records that as a deletion). Columns the local
-// table lacks are ignored; columns the record lacks keep their default (new
-// rows) or their value (existing rows).
+// incomingTable lists, by model and store rowid, the records an import
+// merged whose head changed: they are to be deserialized like the records
+// whose dirty bit is set, without the cost of setting and clearing that bit
+// on every incoming record. Those that cannot be written get the bit.
+const incomingTable = `CREATE TEMP TABLE IF NOT EXISTS morango_incoming (model TEXT NOT NULL, rid INTEGER NOT NULL,
+	PRIMARY KEY (model, rid)) WITHOUT ROWID`
+
+// deserialize writes the records to deserialize — dirty store rows and
+// those listed in temp.morango_incoming — into the app tables, parents
+// before children. A row whose foreign-key target is missing stays dirty
+// with the reason in deserialization_error; a row whose target is deleted
+// is deleted too (the next serialization records that as a deletion).
+// Columns the local table lacks are ignored; columns the record lacks keep
+// their default (new rows) or their value (existing rows).
+//
+// Each model's records are listed by store rowid in temp.morango_todo, and
+// every statement reaches the store through that list: rows are read and
+// written in the order they lie in the file.
 func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, error) {
 	var res DeserializeResult
 	d := deserializer{db: db, tx: tx}
 	if err := d.exec(ctx,
 		`INSERT INTO morango_applying (active) VALUES (1)`,
-		`CREATE TEMP TABLE IF NOT EXISTS morango_ready (id TEXT PRIMARY KEY) WITHOUT ROWID`,
+		incomingTable,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_todo (rid INTEGER PRIMARY KEY)`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_ready_rows (rid INTEGER PRIMARY KEY)`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_fkdeleted (rid INTEGER PRIMARY KEY)`,
 	); err != nil {
 		return res, err
 	}
@@ -55,7 +72,8 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 			return res, fmt.Errorf("deserialize %s: %w", m.Name, err)
 		}
 	}
-	if err := d.exec(ctx, `DELETE FROM morango_applying`, `DELETE FROM temp.morango_ready`); err != nil {
+	if err := d.exec(ctx, `DELETE FROM morango_applying`, `DELETE FROM temp.morango_incoming`, `DELETE FROM temp.morango_todo`,
+		`DELETE FROM temp.morango_ready_rows`, `DELETE FROM temp.morango_fkdeleted`); err != nil {
 		return res, err
 	}
 	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_store WHERE dirty_bit AND profile = ?`, db.profile.Name).Scan(&res.Pending)
@@ -65,6 +83,10 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 type deserializer struct {
 	db *DB
 	tx *sql.Tx
+	// Of the current model: left counts the records on the list, dirty
+	// those that came with their dirty bit set (the others, incoming, have
+	// neither dirty bit nor error to clear).
+	left, dirty int64
 }
 
 func (d *deserializer) exec(ctx context.Context, stmts ...string) error {
@@ -84,63 +106,102 @@ func (d *deserializer) count(ctx context.Context, q string) (int64, error) {
 	return r.RowsAffected()
 }
 
+// todo joins the model's records still to deserialize to their store rows,
+// aliased s.
+const todo = `temp.morango_todo t CROSS JOIN morango_store s ON s.rowid = t.rid`
+
+// done takes the records whose rowids the subquery rids selects off the
+// list: their dirty bit and error are cleared. When they were the last
+// ones, the list is left as it is.
+func (d *deserializer) done(ctx context.Context, rids string) (int64, error) {
+	if d.dirty > 0 {
+		if err := d.exec(ctx, `UPDATE morango_store SET dirty_bit = 0, deserialization_error = ''
+			WHERE rowid IN (`+rids+`) AND (dirty_bit OR deserialization_error <> '')`); err != nil {
+			return 0, err
+		}
+	}
+	var n int64
+	if err := d.tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+rids+`)`).Scan(&n); err != nil {
+		return 0, err
+	}
+	if n >= d.left {
+		d.left = 0
+		return n, d.exec(ctx, `DELETE FROM temp.morango_todo`)
+	}
+	n, err := d.count(ctx, `DELETE FROM temp.morango_todo WHERE rid IN (`+rids+`)`)
+	d.left -= n
+	return n, err
+}
+
 func (d *deserializer) model(ctx context.Context, m *profile.Model, res *DeserializeResult) error {
 	t := d.db.schema[m.Table]
 	table, model := quote(m.Table), literal(m.Name)
-	dirty := fmt.Sprintf(`s.model_name = %s AND s.profile = %s AND s.dirty_bit`, model, literal(d.db.profile.Name))
 
-	// Deleted records leave the app.
-	if err := d.exec(ctx,
-		fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM morango_store s WHERE %s AND s.deleted)`, table, dirty)); err != nil {
+	// The records to deserialize: dirty ones and incoming ones.
+	if err := d.exec(ctx, `DELETE FROM temp.morango_todo`); err != nil {
 		return err
 	}
-	n, err := d.count(ctx, fmt.Sprintf(`UPDATE morango_store AS s SET dirty_bit = 0, deserialization_error = '' WHERE %s AND s.deleted`, dirty))
+	var err error
+	d.dirty, err = d.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_todo (rid) SELECT s.rowid FROM morango_store s
+			WHERE s.model_name = %s AND s.profile = %s AND s.dirty_bit`, model, literal(d.db.profile.Name)))
 	if err != nil {
 		return err
 	}
-	res.Deleted += n
+	if err := d.exec(ctx, fmt.Sprintf(`INSERT INTO temp.morango_todo (rid) SELECT rid FROM temp.morango_incoming
+		WHERE model = %s ON CONFLICT DO NOTHING`, model)); err != nil {
+		return err
+	}
+	if err := d.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_todo`).Scan(&d.left); err != nil {
+		return err
+	}
+	if d.left == 0 {
+		return nil
+	}
+
+	// Deleted records leave the app. The partial index of deleted records
+	// says at once whether the model has any.
+	var deleted bool
+	if err := d.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM morango_store WHERE deleted AND model_name = %s)`,
+		model)).Scan(&deleted); err != nil {
+		return err
+	}
+	if deleted {
+		if err := d.exec(ctx,
+			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM %s WHERE s.deleted)`, table, todo)); err != nil {
+			return err
+		}
+		n, err := d.done(ctx, `SELECT t.rid FROM `+todo+` WHERE s.deleted`)
+		if err != nil {
+			return err
+		}
+		res.Deleted += n
+	}
 
 	// Records whose foreign-key target is deleted in the store are deleted
 	// too, here and (through the next serialization) everywhere.
-	var fkDeleted []string
-	for col, target := range m.ForeignKeys {
-		fkDeleted = append(fkDeleted, fmt.Sprintf(`EXISTS (SELECT 1 FROM morango_store p WHERE p.id = json_extract(s.serialized, %s) AND p.model_name = %s AND p.deleted)`,
-			jsonPath(col), literal(target)))
-	}
-	if len(fkDeleted) > 0 {
-		cond := fmt.Sprintf(`%s AND NOT s.deleted AND (%s)`, dirty, strings.Join(fkDeleted, " OR "))
-		if err := d.exec(ctx,
-			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM morango_store s WHERE %s)`, table, cond),
-			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM morango_store s WHERE %s ON CONFLICT DO NOTHING`, model, cond),
-			fmt.Sprintf(`UPDATE morango_store AS s SET dirty_bit = 0, deserialization_error = '' WHERE %s`, cond),
-		); err != nil {
-			return err
-		}
+	if err := d.fkDeleted(ctx, m); err != nil {
+		return err
 	}
 
 	// Rows are written once every foreign-key target exists in the app;
 	// a self-referencing model is written in waves, parents first.
 	var fkReady []string
-	for col, target := range m.ForeignKeys {
-		tm := d.db.profile.Model(target)
+	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
+		tm := d.db.profile.Model(m.ForeignKeys[col])
 		if tm == nil {
 			continue
 		}
-		fkReady = append(fkReady, fmt.Sprintf(`(json_type(s.serialized, %[1]s) IS NULL OR json_type(s.serialized, %[1]s) = 'null'
+		// json_extract is NULL both for a missing key and for a JSON null.
+		fkReady = append(fkReady, fmt.Sprintf(`(json_extract(s.serialized, %[1]s) IS NULL
 			OR EXISTS (SELECT 1 FROM %[2]s f WHERE f.id = json_extract(s.serialized, %[1]s)))`, jsonPath(col), quote(tm.Table)))
 	}
-	ready := fmt.Sprintf(`SELECT s.id FROM morango_store s WHERE %s AND NOT s.deleted`, dirty)
+	ready := `SELECT t.rid FROM ` + todo + ` WHERE NOT s.deleted`
 	if len(fkReady) > 0 {
 		ready += " AND " + strings.Join(fkReady, " AND ")
 	}
-	var cols []string
-	for _, c := range t.Columns {
-		if m.Synced(c.Name) {
-			cols = append(cols, c.Name)
-		}
-	}
-	for {
-		if err := d.exec(ctx, `DELETE FROM temp.morango_ready`, `INSERT INTO temp.morango_ready (id) `+ready); err != nil {
+	cols := syncedColumns(t, m)
+	for d.left > 0 {
+		if err := d.exec(ctx, `DELETE FROM temp.morango_ready_rows`, `INSERT INTO temp.morango_ready_rows (rid) `+ready); err != nil {
 			return err
 		}
 		n, err := d.write(ctx, t, cols)
@@ -153,9 +214,12 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 		}
 	}
 
-	// What is still dirty is pending: say why.
+	// What is left is pending: it keeps (or gets) its dirty bit, and the
+	// reason.
+	reason := "deserialization_error"
 	var reasons []string
-	for col, target := range m.ForeignKeys {
+	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
+		target := m.ForeignKeys[col]
 		tm := d.db.profile.Model(target)
 		if tm == nil {
 			continue
@@ -165,29 +229,67 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 			literal(fmt.Sprintf("%s: %s ", col, target)), literal(" does not exist yet")))
 	}
 	if len(reasons) > 0 {
-		err := d.exec(ctx, fmt.Sprintf(`UPDATE morango_store AS s SET deserialization_error = CASE %s ELSE deserialization_error END
-			WHERE %s AND NOT s.deleted`, strings.Join(reasons, " "), dirty))
-		if err != nil {
-			return err
-		}
+		reason = fmt.Sprintf(`CASE %s ELSE deserialization_error END`, strings.Join(reasons, " "))
 	}
-	return nil
+	if d.left == 0 {
+		return nil
+	}
+	return d.exec(ctx, fmt.Sprintf(`UPDATE morango_store AS s SET dirty_bit = 1, deserialization_error = %s
+		WHERE s.rowid IN (SELECT rid FROM temp.morango_todo)`, reason))
 }
 
-// write upserts the rows listed in temp.morango_ready into the app table and
-// clears their dirty bit. If the app's constraints refuse the batch, rows are
-// written one by one and the refused ones stay dirty with the reason.
+// fkDeleted deletes the records of m to deserialize whose foreign-key
+// target is a deleted record: their app rows go, and they are marked for
+// the next serialization to record the deletion. The deleted records of
+// the targets are found through the partial index morango_store_deleted;
+// most of the time there are none, and the records need not be read.
+func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
+	if len(m.ForeignKeys) == 0 {
+		return nil
+	}
+	var targets, conds []string
+	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
+		target := m.ForeignKeys[col]
+		targets = append(targets, literal(target))
+		conds = append(conds, fmt.Sprintf(`json_extract(s.serialized, %s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %s)`,
+			jsonPath(col), literal(target)))
+	}
+	var found bool
+	err := d.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM morango_store p WHERE p.deleted AND p.model_name IN (%s))`,
+		strings.Join(targets, ", "))).Scan(&found)
+	if err != nil || !found {
+		return err
+	}
+	rows := `temp.morango_fkdeleted f CROSS JOIN morango_store s ON s.rowid = f.rid`
+	err = d.exec(ctx,
+		`DELETE FROM temp.morango_fkdeleted`,
+		fmt.Sprintf(`INSERT INTO temp.morango_fkdeleted (rid) SELECT t.rid FROM %s WHERE NOT s.deleted AND (%s)`, todo, strings.Join(conds, " OR ")),
+		fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM %s)`, quote(m.Table), rows),
+		fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE true ON CONFLICT DO NOTHING`, literal(m.Name), rows),
+	)
+	if err != nil {
+		return err
+	}
+	_, err = d.done(ctx, `SELECT rid FROM temp.morango_fkdeleted`)
+	return err
+}
+
+// write upserts the rows listed in temp.morango_ready_rows into the app
+// table and takes them off the list. If the app's constraints refuse the
+// batch, rows are written one by one and the refused ones stay on the list
+// with the reason.
 func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (int64, error) {
 	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_write`); err != nil {
 		return 0, err
 	}
-	n, err := d.upsert(ctx, t, cols, `SELECT id FROM temp.morango_ready`)
+	n, err := d.upsert(ctx, t, cols, `SELECT rid FROM temp.morango_ready_rows`)
 	if err == nil {
 		_, err = d.tx.ExecContext(ctx, `RELEASE morango_write`)
 		if err != nil {
 			return 0, err
 		}
-		return n, d.exec(ctx, `UPDATE morango_store SET dirty_bit = 0, deserialization_error = '' WHERE id IN (SELECT id FROM temp.morango_ready)`)
+		_, err := d.done(ctx, `SELECT rid FROM temp.morango_ready_rows`)
+		return n, err
 	}
 	if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_write`); rerr != nil {
 		return 0, rerr
@@ -196,34 +298,37 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 		return 0, rerr
 	}
 	d.db.log.Debug("batch refused, writing rows one by one", "table", t.Name, "err", err)
-	rows, err := d.tx.QueryContext(ctx, `SELECT id FROM temp.morango_ready`)
+	rows, err := d.tx.QueryContext(ctx, `SELECT rid FROM temp.morango_ready_rows`)
 	if err != nil {
 		return 0, err
 	}
-	var idList []string
+	var rids []int64
 	for rows.Next() {
-		var id string
-		if err := rows.Scan(&id); err != nil {
+		var rid int64
+		if err := rows.Scan(&rid); err != nil {
 			rows.Close()
 			return 0, err
 		}
-		idList = append(idList, id)
+		rids = append(rids, rid)
 	}
 	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
 	var written int64
-	for _, id := range idList {
+	for _, rid := range rids {
 		if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
 			return 0, err
 		}
-		_, err := d.upsert(ctx, t, cols, literal(id))
+		_, err := d.upsert(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
 		if err != nil {
 			if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); rerr != nil {
 				return 0, rerr
 			}
-			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE id = ?`, "the app refused the row: "+err.Error(), id)
+			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, "the app refused the row: "+err.Error(), rid)
 		} else {
 			written++
-			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET dirty_bit = 0, deserialization_error = '' WHERE id = ?`, id)
+			_, err = d.done(ctx, fmt.Sprintf("SELECT %d", rid))
 		}
 		if err != nil {
 			return 0, err
@@ -235,27 +340,37 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	return written, nil
 }
 
-// upsert writes the store rows whose ids the subquery ids selects into the
-// app table: existing rows are updated, others inserted.
-func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, ids string) (int64, error) {
+// upsert writes the store rows whose rowids the subquery rids lists into
+// the app table: existing rows are updated, others inserted.
+func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, rids string) (int64, error) {
 	table := quote(t.Name)
-	value := func(c string) string {
-		return fmt.Sprintf(`json_extract(s.serialized, %s)`, jsonPath(c))
+	// value is the column's value in the record, or other if the record
+	// lacks the key (a JSON null gives NULL): json_extract is NULL for a
+	// missing key and for a null, so json_type is asked only then.
+	value := func(c, other string) string {
+		if other == "NULL" {
+			return fmt.Sprintf(`json_extract(s.serialized, %s)`, jsonPath(c))
+		}
+		return fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s), CASE WHEN json_type(s.serialized, %[1]s) IS NULL THEN %[2]s END)`,
+			jsonPath(c), other)
 	}
-	present := func(c string) string {
-		return fmt.Sprintf(`json_type(s.serialized, %s) IS NOT NULL`, jsonPath(c))
+	// An empty table (the first import of a device) has no rows to update,
+	// and the rows inserted need not be looked for.
+	var empty bool
+	if err := d.tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM `+table+`)`).Scan(&empty); err != nil {
+		return 0, err
 	}
 	var sets []string
 	for _, c := range cols {
 		if c == "id" {
 			continue
 		}
-		sets = append(sets, fmt.Sprintf(`%s = CASE WHEN %s THEN %s ELSE %s.%s END`, quote(c), present(c), value(c), table, quote(c)))
+		sets = append(sets, fmt.Sprintf(`%s = %s`, quote(c), value(c, table+"."+quote(c))))
 	}
 	var n int64
-	if len(sets) > 0 {
-		r, err := d.tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET %s FROM morango_store s WHERE s.id = %s.id AND s.id IN (%s)`,
-			table, strings.Join(sets, ", "), table, ids))
+	if len(sets) > 0 && !empty {
+		r, err := d.tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET %s FROM morango_store s WHERE s.id = %s.id AND s.rowid IN (%s)`,
+			table, strings.Join(sets, ", "), table, rids))
 		if err != nil {
 			return 0, err
 		}
@@ -274,11 +389,14 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 			values = append(values, "s.id")
 			continue
 		}
-		values = append(values, fmt.Sprintf(`CASE WHEN %s THEN %s ELSE %s END`, present(c), value(c), def))
+		values = append(values, value(c, def))
 	}
-	r, err := d.tx.ExecContext(ctx, fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM morango_store s
-		WHERE s.id IN (%s) AND NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`,
-		table, strings.Join(names, ", "), strings.Join(values, ", "), ids, table))
+	q := fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM morango_store s WHERE s.rowid IN (%s)`,
+		table, strings.Join(names, ", "), strings.Join(values, ", "), rids)
+	if !empty {
+		q += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, table)
+	}
+	r, err := d.tx.ExecContext(ctx, q)
 	if err != nil {
 		return 0, err
 	}

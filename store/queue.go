@@ -26,6 +26,11 @@ type Queue struct {
 	tx     *sql.Tx
 	filter []string
 	queued bool // records are listed in temp.morango_queue
+	empty  bool // Select found nothing: no query is needed
+	// wide is set by Counts when the queue (not narrowed by Select) holds
+	// a large part of the store: then its records are read by scanning the
+	// store in id order, not through the partition index.
+	wide bool
 }
 
 // OpenQueue opens a snapshot of the store for sending the records under
@@ -61,6 +66,11 @@ func (q *Queue) Close() error {
 // costs little.
 func (q *Queue) Select(ctx context.Context, selectors []Selector) error {
 	q.queued = true
+	if len(selectors) == 0 {
+		// A peer that lacks nothing costs no query at all.
+		q.empty = true
+		return nil
+	}
 	for _, stmt := range []string{
 		`CREATE TEMP TABLE IF NOT EXISTS morango_queue (id TEXT PRIMARY KEY) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_queue`,
@@ -116,50 +126,93 @@ func joinOr(conds []string) string {
 	return s
 }
 
-// parts returns the queries (FROM and WHERE clauses over the store aliased
-// s) that together select the queue's records, each record once.
-func (q *Queue) parts() []struct {
-	from string
-	args []any
-} {
-	type part = struct {
-		from string
-		args []any
+// wideShare: a queue that is not narrowed by Select and holds at least
+// 1/wideShare of the store's rows reads them by scanning the store in
+// rowid order rather than through the partition index: a scan reads each
+// page once, the index one page per record. The rowid order is also the
+// order in which the records reached this store: on a device that
+// serialized them, by model and id, which compresses well and which an
+// importer writes fastest, as its indexes are keyed by id.
+const wideShare = 4
+
+// filterSQL returns the condition selecting the filter's partitions, each
+// record once (the prefixes are normalized), with its arguments. With plain
+// false, the condition cannot use the partition index.
+func (q *Queue) filterSQL(indexed bool) (string, []any) {
+	col := "s.partition"
+	if !indexed {
+		col = "+s.partition"
 	}
-	if q.queued {
-		return []part{{`temp.morango_queue q JOIN morango_store s ON s.id = q.id`, nil}}
-	}
-	var ps []part
+	var conds []string
+	var args []any
 	for _, p := range q.filter {
-		cond, args := rangeSQL("s.partition", p)
-		ps = append(ps, part{`morango_store s WHERE s.profile = ? AND ` + cond, append([]any{q.db.profile.Name}, args...)})
+		c, a := rangeSQL(col, p)
+		conds = append(conds, "("+c+")")
+		args = append(args, a...)
 	}
-	return ps
+	if len(conds) == 0 {
+		return "false", nil
+	}
+	return joinOr(conds), args
+}
+
+// query returns the FROM and WHERE clauses over the store aliased s that
+// select the queue's records, each once, with their arguments.
+func (q *Queue) query() (string, []any) {
+	if q.queued {
+		// The queue lists ids in order; the store is looked up by id.
+		return `temp.morango_queue q CROSS JOIN morango_store s ON s.id = q.id`, nil
+	}
+	cond, args := q.filterSQL(!q.wide)
+	return `morango_store s WHERE s.profile = ? AND (` + cond + `)`, append([]any{q.db.profile.Name}, args...)
 }
 
 // Counts returns the number of queued records per model and in all.
 func (q *Queue) Counts(ctx context.Context) (map[string]int64, int64, error) {
 	counts := map[string]int64{}
 	var total int64
-	for _, p := range q.parts() {
-		rows, err := q.tx.QueryContext(ctx, `SELECT s.model_name, count(*) FROM `+p.from+` GROUP BY s.model_name`, p.args...)
+	if q.empty {
+		return counts, 0, nil
+	}
+	var from string
+	var args []any
+	if q.queued {
+		from, args = q.query()
+	} else {
+		// The partition index alone bounds the count from above (it does
+		// not hold the profile). A queue that holds a large part of the
+		// store is counted by scanning the store, a small one through the
+		// index.
+		cond, cargs := q.filterSQL(true)
+		var bound, rows int64
+		err := q.tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_store s WHERE `+cond, cargs...).Scan(&bound)
+		if err == nil {
+			err = q.tx.QueryRowContext(ctx, `SELECT coalesce(max(rowid), 0) FROM morango_store`).Scan(&rows)
+		}
 		if err != nil {
 			return nil, 0, fmt.Errorf("count queued records: %w", err)
 		}
-		for rows.Next() {
-			var m string
-			var n int64
-			if err := rows.Scan(&m, &n); err != nil {
-				rows.Close()
-				return nil, 0, err
-			}
-			counts[m] += n
-			total += n
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
+		q.wide = bound*wideShare >= rows && bound > 0
+		cond, cargs = q.filterSQL(!q.wide)
+		from = `morango_store s WHERE s.profile = ? AND (` + cond + `)`
+		args = append([]any{q.db.profile.Name}, cargs...)
+	}
+	rows, err := q.tx.QueryContext(ctx, `SELECT s.model_name, count(*) FROM `+from+` GROUP BY s.model_name`, args...)
+	if err != nil {
+		return nil, 0, fmt.Errorf("count queued records: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var m string
+		var n int64
+		if err := rows.Scan(&m, &n); err != nil {
 			return nil, 0, err
 		}
+		counts[m] += n
+		total += n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, fmt.Errorf("count queued records: %w", err)
 	}
 	return counts, total, nil
 }
@@ -167,26 +220,26 @@ func (q *Queue) Counts(ctx context.Context) (map[string]int64, int64, error) {
 // Each calls fn for every queued record. The record is reused between
 // calls: fn must copy what it keeps.
 func (q *Queue) Each(ctx context.Context, fn func(*Record) error) error {
+	if q.empty {
+		return nil
+	}
+	from, args := q.query()
+	rows, err := q.tx.QueryContext(ctx, `SELECT `+recordColumns("s")+` FROM `+from, args...)
+	if err != nil {
+		return fmt.Errorf("read queued records: %w", err)
+	}
+	defer rows.Close()
 	var r Record
-	for _, p := range q.parts() {
-		rows, err := q.tx.QueryContext(ctx, `SELECT `+recordColumns("s")+` FROM `+p.from, p.args...)
-		if err != nil {
-			return fmt.Errorf("read queued records: %w", err)
+	for rows.Next() {
+		if err := scanRecord(rows, &r); err != nil {
+			return fmt.Errorf("read queued record: %w", err)
 		}
-		for rows.Next() {
-			if err := scanRecord(rows, &r); err != nil {
-				rows.Close()
-				return fmt.Errorf("read queued record: %w", err)
-			}
-			if err := fn(&r); err != nil {
-				rows.Close()
-				return err
-			}
+		if err := fn(&r); err != nil {
+			return err
 		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return fmt.Errorf("read queued records: %w", err)
-		}
+	}
+	if err := rows.Err(); err != nil {
+		return fmt.Errorf("read queued records: %w", err)
 	}
 	return nil
 }

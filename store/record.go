@@ -27,6 +27,8 @@ type Record struct {
 	// History lists, per instance, the highest counter of the versions this
 	// record's state includes, sorted by instance.
 	History []HistoryEntry
+
+	rowid int64 // of the local store row, when read for a merge
 }
 
 // HistoryEntry is one record-max counter.

@@ -220,9 +220,16 @@ CREATE TABLE morango_certrequest (
 	created_at TEXT NOT NULL
 );
 `,
+
+	// 2: the deleted records of a model, for deserialization to find the
+	// records whose foreign-key target is deleted without reading every
+	// incoming record (partial: it costs nothing for live records).
+	`
+CREATE INDEX morango_store_deleted ON morango_store (model_name, id) WHERE deleted;
+`,
 }
 
-const currentSchemaVersion = 1
+const currentSchemaVersion = 2
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"strings"
 
 	"github.com/morango-sync/morango/ids"
 	"github.com/morango-sync/morango/merge"
@@ -63,6 +64,8 @@ func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error
 	steps := []string{
 		`CREATE TEMP TABLE IF NOT EXISTS morango_versioned (id TEXT PRIMARY KEY) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_versioned`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_work (id TEXT PRIMARY KEY, stored INTEGER NOT NULL) WITHOUT ROWID`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_failed (id TEXT PRIMARY KEY, error TEXT NOT NULL) WITHOUT ROWID`,
 		// Deletions the app recorded explicitly become ordinary changes.
 		`INSERT INTO morango_dirty (model, id) SELECT s.model_name, d.id FROM morango_deletedmodels d
 			JOIN morango_store s ON s.id = d.id WHERE true ON CONFLICT (model, id) DO UPDATE SET error = ''`,
@@ -79,6 +82,9 @@ func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error
 			return res, fmt.Errorf("serialize %s: %w", m.Name, err)
 		}
 	}
+	if err := rebuildIndexes(ctx, tx, s.rebuild); err != nil {
+		return res, err
+	}
 	// Every new version enters its record's history.
 	err = s.exec(ctx,
 		fmt.Sprintf(`INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter)
@@ -87,6 +93,7 @@ func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error
 		fmt.Sprintf(`INSERT INTO morango_databasemaxcounter (instance_id, partition, counter) VALUES (%s, '', %d)
 			ON CONFLICT (instance_id, partition) DO UPDATE SET counter = max(counter, excluded.counter)`, literal(me), c),
 		`DELETE FROM temp.morango_versioned`,
+		`DELETE FROM temp.morango_work`,
 	)
 	if err != nil {
 		return res, err
@@ -96,10 +103,23 @@ func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error
 }
 
 type serializer struct {
-	db *DB
-	tx *sql.Tx
-	me string
-	c  int64
+	db      *DB
+	tx      *sql.Tx
+	me      string
+	c       int64
+	rebuild []string // indexes dropped for a bulk serialization
+}
+
+// bulk drops the store's indexes keyed by partition, once, when a model
+// brings at least as many new records as the store holds (see
+// Import.Expect); serialize rebuilds them at its end.
+func (s *serializer) bulk(ctx context.Context, newRecords int64) error {
+	if s.rebuild != nil || newRecords < minBulk {
+		return nil
+	}
+	var err error
+	s.rebuild, err = dropForBulk(ctx, s.tx, newRecords)
+	return err
 }
 
 func (s *serializer) exec(ctx context.Context, stmts ...string) error {
@@ -155,19 +175,42 @@ func (s *serializer) hardDelete(ctx context.Context, res *SerializeResult) error
 	return s.exec(ctx, `DELETE FROM morango_applying`, `DELETE FROM morango_harddeletedmodels`)
 }
 
-// model serializes the dirty rows of one model.
+// model serializes the dirty rows of one model. The model's dirty ids are
+// listed once in temp.morango_work, each with whether the store holds its
+// record; every later step reads that list, and the steps for records the
+// store holds read only those: a first serialization of many rows costs a
+// few passes over them, not one per step.
 func (s *serializer) model(ctx context.Context, m *profile.Model, res *SerializeResult) error {
 	t := s.db.schema[m.Table]
 	cols := syncedColumns(t, m)
 	table, model := quote(m.Table), literal(m.Name)
-	dirty := fmt.Sprintf(`SELECT id FROM morango_dirty WHERE model = %s AND error = ''`, model)
 	part := templateSQL(m.Partition, "t", "t.id")
 	selfRef := "''"
 	if c := m.SelfRef(); c != "" {
 		selfRef = fmt.Sprintf("coalesce(CAST(t.%s AS TEXT), '')", quote(c))
 	}
+	const (
+		fresh   = `SELECT id FROM temp.morango_work WHERE NOT stored`
+		present = `SELECT id FROM temp.morango_work WHERE stored`
+	)
+	if err := s.exec(ctx, `DELETE FROM temp.morango_work`); err != nil {
+		return err
+	}
+	n, err := s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_work (id, stored)
+		SELECT d.id, EXISTS (SELECT 1 FROM morango_store s WHERE s.id = d.id) FROM morango_dirty d WHERE d.model = %s AND d.error = ''`, model))
+	if err != nil || n == 0 {
+		return err
+	}
+	var newRows int64
+	if err := s.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_work WHERE NOT stored`).Scan(&newRows); err != nil {
+		return err
+	}
+	if err := s.bulk(ctx, newRows); err != nil {
+		return err
+	}
 
-	// Rows that cannot become records stay in morango_dirty with the reason.
+	// Rows that cannot become records stay in morango_dirty with the reason
+	// of the first check they fail.
 	checks := []struct{ cond, msg string }{
 		{`NOT (typeof(t.id) = 'text' AND length(t.id) = 32 AND t.id NOT GLOB '*[^0-9a-f]*')`,
 			`'id must be 32 lower-case hex digits'`},
@@ -183,40 +226,88 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			struct{ cond, msg string }{`t.id <> ` + want,
 				fmt.Sprintf(`'id must be ' || %s || ' (the namespaced id of its partition, source id and model; see morango id)'`, want)})
 	}
+	var cases strings.Builder
+	for _, ch := range checks {
+		fmt.Fprintf(&cases, " WHEN %s THEN %s", ch.cond, ch.msg)
+	}
 	// Record ids are unique across models: a row that takes the id of
 	// another model's record stays out of the store.
-	err := s.exec(ctx, fmt.Sprintf(`UPDATE morango_dirty SET error = 'id is already used by a record of model ' ||
-			(SELECT s.model_name FROM morango_store s WHERE s.id = morango_dirty.id) || '; give the row a new id'
-		WHERE model = %s AND error = '' AND id IN (SELECT t.id FROM %s t)
-			AND EXISTS (SELECT 1 FROM morango_store s WHERE s.id = morango_dirty.id AND s.model_name <> %s)`, model, table, model))
+	n, err = s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_failed (id, error)
+		SELECT id, error FROM (SELECT w.id, CASE WHEN w.stored
+				THEN (SELECT 'id is already used by a record of model ' || s.model_name || '; give the row a new id'
+					FROM morango_store s WHERE s.id = w.id AND s.model_name <> %[1]s)
+				ELSE CASE%[2]s END END AS error
+			FROM temp.morango_work w JOIN %[3]s t ON t.id = w.id)
+		WHERE error IS NOT NULL`, model, cases.String(), table))
 	if err != nil {
 		return err
 	}
-	for _, ch := range checks {
-		q := fmt.Sprintf(`UPDATE morango_dirty SET error = (SELECT %s FROM %s t WHERE t.id = morango_dirty.id)
-			WHERE model = %s AND error = '' AND id IN (
-				SELECT t.id FROM %s t WHERE t.id IN (%s) AND NOT EXISTS (SELECT 1 FROM morango_store s WHERE s.id = t.id) AND (%s))`,
-			ch.msg, table, model, table, dirty, ch.cond)
-		if err := s.exec(ctx, q); err != nil {
+	if n > 0 {
+		var failedNew int64
+		err := s.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_failed f JOIN temp.morango_work w ON w.id = f.id
+			WHERE NOT w.stored`).Scan(&failedNew)
+		if err != nil {
+			return err
+		}
+		newRows -= failedNew
+		err = s.exec(ctx,
+			fmt.Sprintf(`UPDATE morango_dirty SET error = f.error FROM temp.morango_failed f
+				WHERE morango_dirty.model = %s AND morango_dirty.id = f.id`, model),
+			`DELETE FROM temp.morango_work WHERE id IN (SELECT id FROM temp.morango_failed)`,
+			`DELETE FROM temp.morango_failed`)
+		if err != nil {
 			return err
 		}
 	}
 
 	// New records.
-	n, err := s.count(ctx, fmt.Sprintf(`INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
+	n, err = s.count(ctx, fmt.Sprintf(`INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
 			last_saved_instance, last_saved_counter, partition, source_id, model_name, _self_ref_fk)
 		SELECT t.id, %s, %s, 0, 0, %s, %d, %s, %s, %s, %s
-		FROM %s t WHERE t.id IN (%s) AND NOT EXISTS (SELECT 1 FROM morango_store s WHERE s.id = t.id)`,
-		literal(s.db.profile.Name), jsonObjectSQL("t", cols), literal(s.me), s.c, part, source, model, selfRef, table, dirty))
+		FROM %s t WHERE t.id IN (%s)`,
+		literal(s.db.profile.Name), jsonObjectSQL("t", cols), literal(s.me), s.c, part, source, model, selfRef, table, fresh))
 	if err != nil {
 		return err
 	}
 	res.Created += n
+	// Each is a new version. (A dirty id with neither an app row nor a
+	// record makes none.)
+	if n == newRows {
+		err = s.exec(ctx, `INSERT INTO temp.morango_versioned (id) `+fresh+` ON CONFLICT DO NOTHING`)
+	} else {
+		err = s.exec(ctx, fmt.Sprintf(`INSERT INTO temp.morango_versioned (id) SELECT w.id FROM temp.morango_work w
+			WHERE NOT w.stored AND EXISTS (SELECT 1 FROM %s t WHERE t.id = w.id) ON CONFLICT DO NOTHING`, table))
+	}
+	if err != nil {
+		return err
+	}
+	var stored int64
+	if err := s.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_work WHERE stored`).Scan(&stored); err != nil {
+		return err
+	}
+	if stored > 0 {
+		if err := s.stored(ctx, m, res, present); err != nil {
+			return err
+		}
+	}
+	return s.exec(ctx, fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''`, model))
+}
 
+// stored serializes the dirty rows of m whose record the store holds (the
+// subquery present lists them): changed rows get a new version, rows gone
+// from the app a deleted one.
+func (s *serializer) stored(ctx context.Context, m *profile.Model, res *SerializeResult, present string) error {
+	t := s.db.schema[m.Table]
+	cols := syncedColumns(t, m)
+	table, model := quote(m.Table), literal(m.Name)
+	selfRef := "''"
+	if c := m.SelfRef(); c != "" {
+		selfRef = fmt.Sprintf("coalesce(CAST(t.%s AS TEXT), '')", quote(c))
+	}
 	// Changed records: a new version when the data differs or the record was
 	// deleted. The displaced head of a record whose incoming version had not
 	// reached the app yet is logged, never dropped.
-	err = s.exec(ctx,
+	err := s.exec(ctx,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_changed (id TEXT PRIMARY KEY, serialized TEXT NOT NULL, self_ref TEXT NOT NULL) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_changed`,
 		fmt.Sprintf(`INSERT INTO temp.morango_changed (id, serialized, self_ref)
@@ -224,7 +315,7 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 				SELECT s.id, %s AS new, %s AS self_ref, s.serialized AS old, s.deleted, s.last_saved_counter AS lsc
 				FROM %s t JOIN morango_store s ON s.id = t.id WHERE t.id IN (%s)
 					AND NOT (s.last_saved_instance = %s AND s.last_saved_counter = %d))
-			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, dirty, literal(s.me), s.c),
+			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, present, literal(s.me), s.c),
 		fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
 			SELECT s.id, s.model_name, s.last_saved_instance, s.last_saved_counter, s.serialized, s.deleted, %s
 			FROM morango_store s WHERE s.dirty_bit AND s.id IN (SELECT id FROM temp.morango_changed)`, literal(now())),
@@ -235,11 +326,11 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	// A new version of a record that was hard-deleted keeps the hard
 	// deletions as tombstones (merge.Edit), so that the order in which
 	// devices learn of them cannot matter.
-	tombs, err := s.tombstones(ctx, dirty)
+	tombs, err := s.tombstones(ctx, present)
 	if err != nil {
 		return err
 	}
-	n, err = s.count(ctx, `UPDATE morango_store SET serialized = c.serialized, _self_ref_fk = c.self_ref,
+	n, err := s.count(ctx, `UPDATE morango_store SET serialized = c.serialized, _self_ref_fk = c.self_ref,
 			deleted = 0, hard_deleted = 0, `+s.lsb()+`
 		FROM temp.morango_changed c WHERE c.id = morango_store.id`)
 	if err != nil {
@@ -250,7 +341,7 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	// Deleted records: the app row is gone.
 	n, err = s.count(ctx, fmt.Sprintf(`UPDATE morango_store SET deleted = 1, `+s.lsb()+`
 		WHERE id IN (%s) AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.id = morango_store.id) AND deleted = 0 AND model_name = %s`,
-		dirty, table, model))
+		present, table, model))
 	if err != nil {
 		return err
 	}
@@ -262,11 +353,8 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			return err
 		}
 	}
-
-	return s.exec(ctx,
-		fmt.Sprintf(`INSERT INTO temp.morango_versioned (id) SELECT id FROM morango_store
-			WHERE id IN (%s) AND last_saved_instance = %s AND last_saved_counter = %d ON CONFLICT DO NOTHING`, dirty, literal(s.me), s.c),
-		fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''`, model))
+	return s.exec(ctx, fmt.Sprintf(`INSERT INTO temp.morango_versioned (id) SELECT id FROM morango_store
+		WHERE id IN (%s) AND last_saved_instance = %s AND last_saved_counter = %d ON CONFLICT DO NOTHING`, present, literal(s.me), s.c))
 }
 
 // tombstones returns, for the dirty records of a model that hold hard
