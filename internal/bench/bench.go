@@ -83,6 +83,12 @@ type Stage struct {
 	// FloorRatio is Seconds divided by the floor's seconds of the same
 	// run (the median of the runs' ratios).
 	FloorRatio float64 `json:"floor_ratio"`
+	// CPUSeconds is the CPU time (user and system, all threads) the
+	// process used during the stage, and CPUFloorRatio its ratio to the
+	// floor's: on a machine shared with other work they vary less than
+	// wall-clock seconds.
+	CPUSeconds    float64 `json:"cpu_seconds"`
+	CPUFloorRatio float64 `json:"cpu_floor_ratio"`
 	// HeapPeakBytes is the peak of the Go heap in use during the stage.
 	HeapPeakBytes uint64 `json:"heap_peak_bytes"`
 	// RSSPeakBytes is the peak resident set of the process during the
@@ -250,9 +256,9 @@ func (r *runResult) measure(name string, fn func(st *Stage) error) error {
 			return err
 		}
 	}
-	start := time.Now()
+	start, cpu := time.Now(), cpuTime()
 	err := fn(st)
-	elapsed := time.Since(start)
+	elapsed, cpu := time.Since(start), cpuTime()-cpu
 	if prof != nil {
 		pprof.StopCPUProfile()
 		prof.Close()
@@ -261,7 +267,7 @@ func (r *runResult) measure(name string, fn func(st *Stage) error) error {
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
-	st.Seconds = elapsed.Seconds()
+	st.Seconds, st.CPUSeconds = elapsed.Seconds(), cpu.Seconds()
 	if st.Records > 0 && st.Seconds > 0 {
 		st.RecordsPerSecond = float64(st.Records) / st.Seconds
 	}
@@ -522,7 +528,7 @@ func summarize(runs []*runResult) *Report {
 	}
 	rep.EndToEndSeconds, rep.EndToEndRatio = median(e2e), median(e2eRatio)
 	for _, name := range first.order {
-		var secs, ratios, rates []float64
+		var secs, ratios, rates, cpus, cpuRatios []float64
 		st := *first.stages[name]
 		partSecs := make([][]float64, len(st.Parts))
 		for _, r := range runs {
@@ -530,6 +536,10 @@ func summarize(runs []*runResult) *Report {
 			secs = append(secs, s.Seconds)
 			ratios = append(ratios, s.Seconds/r.stages[StageFloor].Seconds)
 			rates = append(rates, s.RecordsPerSecond)
+			cpus = append(cpus, s.CPUSeconds)
+			if f := r.stages[StageFloor].CPUSeconds; f > 0 {
+				cpuRatios = append(cpuRatios, s.CPUSeconds/f)
+			}
 			st.HeapPeakBytes = max(st.HeapPeakBytes, s.HeapPeakBytes)
 			st.RSSPeakBytes = max(st.RSSPeakBytes, s.RSSPeakBytes)
 			for i := range st.Parts {
@@ -539,6 +549,7 @@ func summarize(runs []*runResult) *Report {
 			}
 		}
 		st.Seconds, st.FloorRatio, st.RecordsPerSecond = median(secs), median(ratios), median(rates)
+		st.CPUSeconds, st.CPUFloorRatio = median(cpus), median(cpuRatios)
 		st.Parts = slices.Clone(st.Parts)
 		for i := range st.Parts {
 			st.Parts[i].Seconds = median(partSecs[i])

@@ -147,7 +147,23 @@ func setup(ctx context.Context, dir string, records int, seed uint64) (a, b *dev
 	if err != nil {
 		return nil, nil, sum, 0, fmt.Errorf("generate: %w", err)
 	}
+	// The bulk load ran with a large page cache, whose memory SQLite's
+	// allocator keeps until the connection closes: reopen the app, so that
+	// the memory of the stages that follow is theirs.
+	if err = a.reopenApp(); err != nil {
+		return nil, nil, sum, 0, err
+	}
 	return a, b, sum, genTime, nil
+}
+
+// reopenApp closes the app's connections and opens new ones.
+func (d *device) reopenApp() error {
+	if err := d.app.Close(); err != nil {
+		return err
+	}
+	var err error
+	d.app, err = sql.Open("sqlite", appDSN(d.path))
+	return err
 }
 
 // appTables lists the app's tables in the order their rows are landed:

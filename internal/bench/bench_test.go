@@ -1,0 +1,73 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"strings"
+	"testing"
+)
+
+// TestRunSmall runs the whole benchmark on a small school: every stage
+// runs, B converges with A, and the report holds what the table and the
+// JSON show.
+func TestRunSmall(t *testing.T) {
+	r, err := Run(context.Background(), Options{Records: 300, Runs: 2, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Runs != 2 || r.Records < 300 {
+		t.Errorf("runs %d, records %d", r.Runs, r.Records)
+	}
+	for _, name := range []string{StageGenerate, StageFloor, StageSerialize, StageExport, StageImport, StageManifest,
+		StageExportNothing, StageChange, StageExport1, StageImport1} {
+		st := r.Stage(name)
+		if st == nil {
+			t.Fatalf("no stage %s", name)
+		}
+		if st.Seconds <= 0 || len(st.Runs) != 2 {
+			t.Errorf("%s: %v seconds, runs %v", name, st.Seconds, st.Runs)
+		}
+	}
+	if n := r.Stage(StageExport).Records; n != r.Records {
+		t.Errorf("export sent %d records of %d", n, r.Records)
+	}
+	if n := r.Stage(StageExportNothing).Records; n != 0 {
+		t.Errorf("export for a peer that has everything sent %d records", n)
+	}
+	if r.Stage(StageImport1).Records != r.Stage(StageExport1).Records || r.Changed == 0 {
+		t.Errorf("1%% change: %d changed, %d exported, %d imported", r.Changed, r.Stage(StageExport1).Records, r.Stage(StageImport1).Records)
+	}
+	if r.Bundle.Records != r.Records || r.Bundle.Ratio <= 0 {
+		t.Errorf("bundle: %+v", r.Bundle)
+	}
+	if len(r.Targets) != 7 {
+		t.Errorf("%d targets", len(r.Targets))
+	}
+
+	var table, js bytes.Buffer
+	if err := WriteTable(&table, r); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"floor", "import", "× floor", "CPU s", "bundle / zstd JSON", "targets"} {
+		if !strings.Contains(table.String(), want) {
+			t.Errorf("table lacks %q:\n%s", want, table.String())
+		}
+	}
+	if err := WriteJSON(&js, r); err != nil {
+		t.Fatal(err)
+	}
+	var back Report
+	if err := json.Unmarshal(js.Bytes(), &back); err != nil {
+		t.Fatal(err)
+	}
+	if back.Stage(StageImport).CPUSeconds <= 0 {
+		t.Errorf("no CPU time in the JSON report")
+	}
+}
+
+func TestRunRefusesTinySchools(t *testing.T) {
+	if _, err := Run(context.Background(), Options{Records: 5}); err == nil {
+		t.Fatal("a school of 5 records ran")
+	}
+}
