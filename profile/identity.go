@@ -52,6 +52,17 @@ func (m *Model) Identify(id string, get func(column string) (value string, ok bo
 	return Identity{ID: id, Partition: ids.FinalPartition(raw, id), SourceID: src}, nil
 }
 
+// PartitionOf renders the partition a row's column values give (get as
+// for Identify), without checking its id: what a receiver compares with
+// the scope of the certificate that signed the row's record.
+func (m *Model) PartitionOf(id string, get func(column string) (value string, ok bool)) (string, error) {
+	raw, err := render(m.Partition, true, get)
+	if err != nil {
+		return "", fmt.Errorf("%s partition: %w", m.Name, err)
+	}
+	return ids.FinalPartition(raw, id), nil
+}
+
 // ComputeID returns the id a row of a model with a source-id template must
 // have, from its column values (get as for Identify). This is what
 // "morango id" prints and what an app inserts the row with.

@@ -2,12 +2,16 @@ package session
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/fsic"
 	"github.com/morango-sync/morango/ids"
+	"github.com/morango-sync/morango/merge"
+	"github.com/morango-sync/morango/profile"
 	"github.com/morango-sync/morango/store"
 )
 
@@ -26,8 +30,14 @@ type ImportResult struct {
 	Store      *store.ImportResult `json:"result"`
 }
 
-// batchSize is the number of records merged per store round trip.
-const batchSize = 500
+// batchSize is the number of records merged per store round trip, and
+// batchBytes the most bytes of record data a batch holds before it is
+// merged, whatever its number of records: an import holds a few batches,
+// so its memory stays bounded by these, not by the size of the records.
+const (
+	batchSize  = 500
+	batchBytes = 16 << 20
+)
 
 // Import verifies an incoming transfer and applies it. Everything is
 // verified before anything is written: the format, the integrity hash, the
@@ -125,12 +135,16 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 		case !read.Contains(r.Partition):
 			return "outside what this device may read"
 		}
-		if m := db.Profile().Model(r.ModelName); m != nil && m.SourceID != "" {
+		m := db.Profile().Model(r.ModelName)
+		if m != nil && m.SourceID != "" {
 			if want := ids.Namespaced(ids.RawPartition(r.Partition, r.ID), r.SourceID, r.ModelName); want != r.ID {
 				return "id does not match its partition, source id and model"
 			}
 		} else if !ids.Valid(r.ID) {
 			return "id is not 32 lower-case hex digits"
+		}
+		if m != nil {
+			return fieldsOutside(m, r, sscope.Write)
 		}
 		return ""
 	}
@@ -239,11 +253,14 @@ func readAhead(ctx context.Context, each func(context.Context, func(*store.Recor
 	go func() {
 		defer close(batches)
 		batch := make([]checked, 0, batchSize)
+		size := 0 // bytes of record data in batch
 		err := each(ctx, func(r *store.Record) error {
 			c := checked{rec: *r, why: check(r)} // r is reused by the reader: copy it, history included
 			c.rec.History = append([]store.HistoryEntry(nil), r.History...)
 			batch = append(batch, c)
-			if len(batch) == batchSize {
+			size += len(r.Serialized) + len(r.Conflicting)
+			if len(batch) == batchSize || size >= batchBytes {
+				size = 0
 				select {
 				case batches <- batch:
 				case <-ctx.Done():
@@ -301,6 +318,59 @@ func finishApplied(ctx context.Context, db *store.DB, digest string) error {
 		}
 	}
 	return nil
+}
+
+// fieldsOutside says why a record is refused if the fields of one of its
+// live versions (the head and the conflicting versions it carries) put it
+// in a partition the signer may not write, or in none: those fields are
+// what reach the app table, whatever partition the record claims. It
+// returns "" if they are all within write.
+func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string {
+	outside := func(serialized string) string {
+		fields := map[string]any{}
+		dec := json.NewDecoder(strings.NewReader(serialized))
+		dec.UseNumber()
+		if err := dec.Decode(&fields); err != nil {
+			return "its data is not a JSON object"
+		}
+		p, err := m.PartitionOf(r.ID, func(col string) (string, bool) {
+			switch v := fields[col].(type) {
+			case string:
+				return v, true
+			case json.Number:
+				return v.String(), true
+			}
+			return "", false
+		})
+		if err != nil {
+			return "its data gives no partition (" + err.Error() + ")"
+		}
+		if !write.Contains(p) {
+			return fmt.Sprintf("its data puts it in partition %q: %s", p, ErrOutsideScope)
+		}
+		return ""
+	}
+	if !r.Deleted && !r.HardDeleted {
+		if why := outside(r.Serialized); why != "" {
+			return why
+		}
+	}
+	if r.Conflicting == "" {
+		return ""
+	}
+	sib, err := merge.DecodeSiblings(r.Conflicting)
+	if err != nil {
+		return "" // refused as malformed when merged
+	}
+	for _, v := range sib {
+		if v.Deleted || v.HardDeleted {
+			continue
+		}
+		if why := outside(v.Serialized); why != "" {
+			return "a conflicting version: " + why
+		}
+	}
+	return ""
 }
 
 // IsAlreadyApplied reports whether err says a bundle was applied before.

@@ -45,8 +45,21 @@ type ImportResult struct {
 func (r *ImportResult) Refuse(rec *Record, reason string) {
 	r.Refused++
 	if len(r.Refusals) < maxRefusals {
-		r.Refusals = append(r.Refusals, Refusal{ID: rec.ID, ModelName: rec.ModelName, Partition: rec.Partition, Reason: reason})
+		r.Refusals = append(r.Refusals, Refusal{ID: clip(rec.ID), ModelName: clip(rec.ModelName), Partition: clip(rec.Partition),
+			Reason: reason})
 	}
+}
+
+// clip returns a copy of at most 256 bytes of s for a list of refusals:
+// the fields of a record read from a bundle share one string with its data,
+// which a refusal must not keep alive, and a hostile record's fields may be
+// of any length.
+func clip(s string) string {
+	const most = 256
+	if len(s) > most {
+		s = s[:most] + "…"
+	}
+	return strings.Clone(s)
 }
 
 // Import applies one incoming transfer in a single write transaction: local
