@@ -227,9 +227,15 @@ CREATE TABLE morango_certrequest (
 	`
 CREATE INDEX morango_store_deleted ON morango_store (model_name, id) WHERE deleted;
 `,
+
+	// 3: no query reads the records of a transfer session by its id, and
+	// the index cost every imported record one more insert.
+	`
+DROP INDEX IF EXISTS morango_store_transfer;
+`,
 }
 
-const currentSchemaVersion = 2
+const currentSchemaVersion = 3
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
