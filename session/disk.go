@@ -138,15 +138,16 @@ func (d *DiskConnection) Send(ctx context.Context, out *Outgoing, p *Progress) e
 }
 
 // exportWriterOptions are the bundle writer's settings for exports, chosen
-// by measurement on the sample school app (docs/performance.md): 4 MiB
+// by measurement on the sample school app (docs/performance.md): 8 MiB
 // chunks, so that a frame finds more of the ids, partitions and keys its
-// records repeat, at SpeedBetterCompression (about zstd level 7), which
-// makes bundles about 15% smaller than SpeedFastest for about twice its
-// CPU time. One compressor, on the goroutine that encodes records while
-// the store is read on another (pipeRecords): a compressor's history and
-// tables take about 12 MiB at this level and window, so one is what keeps
-// an export's memory small. A reader holds one chunk.
-var exportWriterOptions = bundle.WriterOptions{Level: zstd.SpeedBetterCompression, ChunkSize: 4 << 20, Concurrency: 1}
+// records repeat (the zstd window is as large as a chunk), at
+// SpeedBetterCompression (about zstd level 7), which makes bundles about
+// 15% smaller than SpeedFastest for about twice its CPU time. One
+// compressor, on the goroutine that encodes records while the store is read
+// on another (pipeRecords): a compressor's history and tables grow with its
+// window, so one is what keeps an export's memory small. A reader holds one
+// chunk.
+var exportWriterOptions = bundle.WriterOptions{Level: zstd.SpeedBetterCompression, ChunkSize: 8 << 20, Concurrency: 1}
 
 // pipeBatch is the number of records handed at once from the goroutine
 // that reads the store to the one that writes the bundle.

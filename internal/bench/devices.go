@@ -4,8 +4,10 @@ import (
 	"context"
 	"database/sql"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"github.com/morango-sync/morango/certs"
@@ -142,7 +144,12 @@ func setup(ctx context.Context, dir string, records int, seed uint64) (a, b *dev
 	b.cert = child.ID
 
 	start := time.Now()
+	// Generating holds far more than a sync stage: it runs without the
+	// command's soft memory limit, so that the collector does not work
+	// against it.
+	limit := debug.SetMemoryLimit(math.MaxInt64)
 	sum, err = school.Generate(ctx, a.app, root.ID, school.Options{Seed: seed, Records: records})
+	debug.SetMemoryLimit(limit)
 	genTime = time.Since(start)
 	if err != nil {
 		return nil, nil, sum, 0, fmt.Errorf("generate: %w", err)
