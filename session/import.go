@@ -172,6 +172,12 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			})
 		},
 		Dequeuing: func(ctx context.Context, p *Progress) error {
+			// Many pending app changes are serialized in short
+			// transactions first: the import's transaction holds the
+			// write lock until it commits.
+			if _, err := db.SerializeFirst(ctx); err != nil {
+				return err
+			}
 			if im, err = db.BeginImport(ctx, t.ID); err != nil {
 				return abort(err)
 			}

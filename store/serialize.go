@@ -29,38 +29,91 @@ type SerializeResult struct {
 func (r SerializeResult) Versions() int64 { return r.Created + r.Updated + r.Deleted + r.HardDeleted }
 
 // Serialize turns the app's changes since the last serialization into new
-// versions in the store, in one transaction: new rows get a store row,
-// changed rows a new version, deleted rows a deleted version, hard-deleted
-// rows are erased. Each new version is stamped with this instance and a fresh
-// counter; the record's history and this instance's database-max counter are
-// raised to it.
+// versions in the store: new rows get a store row, changed rows a new
+// version, deleted rows a deleted version, hard-deleted rows are erased.
+// Each new version is stamped with this instance and a fresh counter; the
+// record's history and this instance's database-max counter are raised to
+// it.
+//
+// It writes in transactions of at most SerializeChunk changed rows, each
+// with a counter of its own, so that an app writing through its own
+// connection never waits long for the write lock, however many rows
+// changed. A change the app makes meanwhile is serialized by a later
+// transaction, or by the next serialization.
 func (db *DB) Serialize(ctx context.Context) (SerializeResult, error) {
-	var res SerializeResult
-	err := db.writeTx(ctx, func(tx *sql.Tx) error {
-		var err error
-		res, err = db.serialize(ctx, tx)
-		return err
-	})
+	var total SerializeResult
+	for {
+		var res SerializeResult
+		var more bool
+		err := db.writeTx(ctx, func(tx *sql.Tx) error {
+			var err error
+			res, more, err = db.serializeSome(ctx, tx, SerializeChunk)
+			return err
+		})
+		if err != nil {
+			return total, err
+		}
+		total.Created += res.Created
+		total.Updated += res.Updated
+		total.Deleted += res.Deleted
+		total.HardDeleted += res.HardDeleted
+		total.Failed = res.Failed
+		if res.Counter != 0 {
+			total.Counter = res.Counter
+		}
+		if !more {
+			return total, nil
+		}
+	}
+}
+
+// SerializeChunk is the most changed rows Serialize writes in one
+// transaction: about a second of work on a small machine, well within the
+// busy timeout apps commonly set (5 s).
+var SerializeChunk int64 = 20000
+
+// SerializeFirst serializes the app's changes with Serialize if they are
+// more than one transaction of it holds, and reports whether it did. An
+// operation that must serialize inside a long write transaction of its own
+// (an import) calls it first, so that the app is not kept waiting for the
+// write lock while many changes are serialized; fewer changes are left to
+// that transaction, which serializes them with everything else it does.
+func (db *DB) SerializeFirst(ctx context.Context) (bool, error) {
+	var n int64
+	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM morango_dirty WHERE error = '' LIMIT ?)`,
+		SerializeChunk+1).Scan(&n)
+	if err != nil || n <= SerializeChunk {
+		return false, err
+	}
+	_, err = db.Serialize(ctx)
+	return err == nil, err
+}
+
+// serialize serializes every change in tx.
+func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error) {
+	res, _, err := db.serializeSome(ctx, tx, 0)
 	return res, err
 }
 
-func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error) {
-	var res SerializeResult
+// serializeSome serializes, in tx, the changes of at most budget changed
+// rows (0: all of them), and says whether changes are left.
+func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, budget int64) (res SerializeResult, more bool, err error) {
 	var pending bool
-	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_dirty WHERE error = '')
+	err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_dirty WHERE error = '')
 		OR EXISTS (SELECT 1 FROM morango_deletedmodels) OR EXISTS (SELECT 1 FROM morango_harddeletedmodels)`).Scan(&pending)
 	if err != nil {
-		return res, fmt.Errorf("serialize: %w", err)
+		return res, false, fmt.Errorf("serialize: %w", err)
 	}
 	if !pending {
-		return res, nil
+		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_dirty`).Scan(&res.Failed)
+		return res, false, err
 	}
 	me, c, err := db.nextCounter(ctx, tx)
 	if err != nil {
-		return res, err
+		return res, false, err
 	}
 	res.Counter = c
-	s := serializer{db: db, tx: tx, me: me, c: c}
+	s := serializer{db: db, tx: tx, me: me, c: c, budget: budget}
 	steps := []string{
 		`CREATE TEMP TABLE IF NOT EXISTS morango_versioned (id TEXT PRIMARY KEY) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_versioned`,
@@ -72,18 +125,24 @@ func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error
 		`DELETE FROM morango_deletedmodels`,
 	}
 	if err := s.exec(ctx, steps...); err != nil {
-		return res, err
+		return res, false, err
 	}
 	if err := s.hardDelete(ctx, &res); err != nil {
-		return res, err
+		return res, false, err
 	}
+	// Models go parents first; a model the budget cuts short is continued,
+	// from its first model on, by the next call.
 	for _, m := range db.profile.Ordered() {
 		if err := s.model(ctx, m, &res); err != nil {
-			return res, fmt.Errorf("serialize %s: %w", m.Name, err)
+			return res, false, fmt.Errorf("serialize %s: %w", m.Name, err)
+		}
+		if s.full {
+			more = true
+			break
 		}
 	}
 	if err := rebuildIndexes(ctx, tx, s.rebuild); err != nil {
-		return res, err
+		return res, false, err
 	}
 	// Every new version enters its record's history.
 	err = s.exec(ctx,
@@ -96,10 +155,10 @@ func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error
 		`DELETE FROM temp.morango_work`,
 	)
 	if err != nil {
-		return res, err
+		return res, false, err
 	}
 	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_dirty`).Scan(&res.Failed)
-	return res, err
+	return res, more, err
 }
 
 type serializer struct {
@@ -108,6 +167,8 @@ type serializer struct {
 	me      string
 	c       int64
 	rebuild []string // indexes dropped for a bulk serialization
+	budget  int64    // changed rows left to take in this transaction; 0: no limit
+	full    bool     // the budget is spent
 }
 
 // bulk drops the store's indexes keyed by partition, once, when a model
@@ -196,10 +257,19 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	if err := s.exec(ctx, `DELETE FROM temp.morango_work`); err != nil {
 		return err
 	}
+	limit := ""
+	if s.budget > 0 {
+		limit = fmt.Sprintf(" LIMIT %d", s.budget)
+	}
 	n, err := s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_work (id, stored)
-		SELECT d.id, EXISTS (SELECT 1 FROM morango_store s WHERE s.id = d.id) FROM morango_dirty d WHERE d.model = %s AND d.error = ''`, model))
+		SELECT d.id, EXISTS (SELECT 1 FROM morango_store s WHERE s.id = d.id) FROM morango_dirty d
+		WHERE d.model = %s AND d.error = ''%s`, model, limit))
 	if err != nil || n == 0 {
 		return err
+	}
+	if s.budget > 0 {
+		s.budget -= n
+		s.full = s.budget <= 0
 	}
 	var newRows int64
 	if err := s.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_work WHERE NOT stored`).Scan(&newRows); err != nil {
@@ -289,6 +359,11 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 		if err := s.stored(ctx, m, res, present); err != nil {
 			return err
 		}
+	}
+	if limit != "" {
+		// Only the rows taken: the others wait for the next transaction.
+		return s.exec(ctx, fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''
+			AND id IN (SELECT id FROM temp.morango_work)`, model))
 	}
 	return s.exec(ctx, fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''`, model))
 }
