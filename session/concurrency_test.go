@@ -222,9 +222,12 @@ func isBusy(err error) bool {
 // same data, every row and edit included.
 //
 // With MORANGO_SLOW_TESTS=1 the facility holds 150 000 logs not yet
-// serialized when the apps start, so that single write transactions of
-// the engine (serializing them all, importing them all) last about as
-// long as the app's busy timeout.
+// serialized when the apps start. Serializing them is done in short
+// transactions and passes; importing them all on City is one transaction
+// of about 10 s, longer than the app's busy timeout, and City's app then
+// fails with SQLITE_BUSY: the slow mode shows that known limit
+// (docs/security.md, "Long imports against the app") and fails until
+// imports are applied in shorter transactions.
 func TestConcurrentApp(t *testing.T) {
 	logs, rounds, writers, pause := 5000, 4, 2, 2*time.Millisecond
 	if testing.Short() {
