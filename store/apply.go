@@ -137,6 +137,29 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 // sender stored them, which is mostly id order.
 var bulkIndexes = []string{"morango_store_partition"}
 
+// bulkIndexDefs define the bulkIndexes, for restoreIndexes.
+var bulkIndexDefs = map[string]string{
+	"morango_store_partition": `CREATE INDEX morango_store_partition ON morango_store (partition, model_name)`,
+}
+
+// restoreIndexes creates the bulkIndexes that are missing: a serialization
+// in several transactions that stopped between its first and its last
+// leaves its dropped index missing (an import rebuilds its own in the
+// transaction that dropped it).
+func restoreIndexes(ctx context.Context, w *sql.DB) error {
+	for _, name := range bulkIndexes {
+		var n int
+		err := w.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = ?`, name).Scan(&n)
+		if err == nil && n == 0 {
+			_, err = w.ExecContext(ctx, bulkIndexDefs[name])
+		}
+		if err != nil {
+			return fmt.Errorf("restore index %s: %w", name, err)
+		}
+	}
+	return nil
+}
+
 // minBulk is the least number of incoming records for which an import can
 // be bulk.
 var minBulk int64 = 10000

@@ -42,17 +42,25 @@ func (r SerializeResult) Versions() int64 { return r.Created + r.Updated + r.Del
 // transaction, or by the next serialization.
 func (db *DB) Serialize(ctx context.Context) (SerializeResult, error) {
 	var total SerializeResult
+	// A first serialization of many rows drops the store's partition
+	// index in its first transaction and rebuilds it in its last (see
+	// serializer.bulk); if it stops in between, the next Open rebuilds it.
+	st := chunkState{budget: SerializeChunk}
 	for {
 		var res SerializeResult
 		var more bool
 		err := db.writeTx(ctx, func(tx *sql.Tx) error {
 			var err error
-			res, more, err = db.serializeSome(ctx, tx, SerializeChunk)
+			res, more, err = db.serializeSome(ctx, tx, &st)
 			return err
 		})
 		if err != nil {
+			if st.dropped != nil {
+				db.writeTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error { return rebuildIndexes(ctx, tx, st.dropped) })
+			}
 			return total, err
 		}
+		st.dropped = st.next
 		total.Created += res.Created
 		total.Updated += res.Updated
 		total.Deleted += res.Deleted
@@ -65,6 +73,13 @@ func (db *DB) Serialize(ctx context.Context) (SerializeResult, error) {
 			return total, nil
 		}
 	}
+}
+
+// chunkState carries a serialization from one transaction to the next.
+type chunkState struct {
+	budget  int64    // changed rows per transaction; 0: no limit
+	dropped []string // indexes dropped by an earlier transaction, to rebuild in the last
+	next    []string // dropped after this transaction commits
 }
 
 // SerializeChunk is the most changed rows Serialize writes in one
@@ -91,13 +106,15 @@ func (db *DB) SerializeFirst(ctx context.Context) (bool, error) {
 
 // serialize serializes every change in tx.
 func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error) {
-	res, _, err := db.serializeSome(ctx, tx, 0)
+	res, _, err := db.serializeSome(ctx, tx, &chunkState{})
 	return res, err
 }
 
-// serializeSome serializes, in tx, the changes of at most budget changed
-// rows (0: all of them), and says whether changes are left.
-func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, budget int64) (res SerializeResult, more bool, err error) {
+// serializeSome serializes, in tx, the changes of at most st.budget
+// changed rows (0: all of them), and says whether changes are left. The
+// indexes a bulk serialization drops are rebuilt by the transaction that
+// leaves no change: until then they are in st.next.
+func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, st *chunkState) (res SerializeResult, more bool, err error) {
 	var pending bool
 	err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_dirty WHERE error = '')
 		OR EXISTS (SELECT 1 FROM morango_deletedmodels) OR EXISTS (SELECT 1 FROM morango_harddeletedmodels)`).Scan(&pending)
@@ -105,6 +122,10 @@ func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, budget int64) (res 
 		return res, false, fmt.Errorf("serialize: %w", err)
 	}
 	if !pending {
+		if err := rebuildIndexes(ctx, tx, st.dropped); err != nil {
+			return res, false, err
+		}
+		st.next = nil
 		err = tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_dirty`).Scan(&res.Failed)
 		return res, false, err
 	}
@@ -113,7 +134,7 @@ func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, budget int64) (res 
 		return res, false, err
 	}
 	res.Counter = c
-	s := serializer{db: db, tx: tx, me: me, c: c, budget: budget}
+	s := serializer{db: db, tx: tx, me: me, c: c, budget: st.budget, rebuild: st.dropped}
 	steps := []string{
 		`CREATE TEMP TABLE IF NOT EXISTS morango_versioned (id TEXT PRIMARY KEY) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_versioned`,
@@ -141,8 +162,12 @@ func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, budget int64) (res 
 			break
 		}
 	}
-	if err := rebuildIndexes(ctx, tx, s.rebuild); err != nil {
-		return res, false, err
+	st.next = s.rebuild
+	if !more {
+		if err := rebuildIndexes(ctx, tx, s.rebuild); err != nil {
+			return res, false, err
+		}
+		st.next = nil
 	}
 	// Every new version enters its record's history.
 	err = s.exec(ctx,
@@ -211,6 +236,12 @@ func (s *serializer) lsb() string {
 // store rows keep only a hard-deleted version with "{}" as data, and their
 // app rows are deleted.
 func (s *serializer) hardDelete(ctx context.Context, res *SerializeResult) error {
+	// Most serializations have none: the statements below would still
+	// read the app's tables.
+	var pending bool
+	if err := s.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_harddeletedmodels)`).Scan(&pending); err != nil || !pending {
+		return err
+	}
 	n, err := s.count(ctx, `INSERT INTO temp.morango_versioned (id) SELECT h.id FROM morango_harddeletedmodels h
 		JOIN morango_store s ON s.id = h.id WHERE s.hard_deleted = 0 OR s.serialized <> '{}' OR s.conflicting_serialized_data <> ''
 		ON CONFLICT DO NOTHING`)

@@ -92,3 +92,45 @@ func TestSerializeInChunks(t *testing.T) {
 		t.Errorf("idle serialization: %+v", r)
 	}
 }
+
+// TestSerializeBulkInChunks: a first serialization of many rows in several
+// transactions drops the partition index in the first and rebuilds it in
+// the last; a store left without it (a serialization stopped in between)
+// gets it back when it is opened.
+func TestSerializeBulkInChunks(t *testing.T) {
+	ctx := context.Background()
+	savedChunk, savedBulk := SerializeChunk, minBulk
+	t.Cleanup(func() { SerializeChunk, minBulk = savedChunk, savedBulk })
+	SerializeChunk, minBulk = 4, 2
+
+	d := newDevice(t, "bulk")
+	d.init(ctx)
+	d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'School')`, dsID)
+	for i := range 10 {
+		d.exec(`INSERT INTO person (id, dataset_id, name) VALUES (?, ?, 'p')`, fmt.Sprintf("%031x%d", 0xc, i), dsID)
+	}
+	hasIndex := func() bool {
+		t.Helper()
+		return d.count(`SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name = 'morango_store_partition'`) == 1
+	}
+	if r := d.serialize(ctx); r.Created != 11 || r.Counter != 3 {
+		t.Fatalf("serialize: %+v", r)
+	}
+	if !hasIndex() {
+		t.Fatal("the partition index was not rebuilt")
+	}
+	if n := d.count(`SELECT count(*) FROM morango_store INDEXED BY morango_store_partition WHERE partition >= ''`); n != 11 {
+		t.Errorf("the rebuilt index holds %d records, want 11", n)
+	}
+
+	d.exec(`DROP INDEX morango_store_partition`)
+	d.db.Close()
+	db, err := Open(ctx, d.path, &Options{SystemID: "sys-bulk.sqlite3", NodeID: "node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.db = db
+	if !hasIndex() {
+		t.Error("opening the store did not restore the partition index")
+	}
+}

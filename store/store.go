@@ -189,6 +189,9 @@ func (db *DB) load(ctx context.Context) error {
 			return err
 		}
 	}
+	if err := restoreIndexes(ctx, db.w); err != nil {
+		return err
+	}
 	var def string
 	err = db.w.QueryRowContext(ctx, `SELECT definition FROM morango_profile LIMIT 1`).Scan(&def)
 	if errors.Is(err, sql.ErrNoRows) {
