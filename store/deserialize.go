@@ -64,6 +64,8 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 		`CREATE TEMP TABLE IF NOT EXISTS morango_todo (rid INTEGER PRIMARY KEY)`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_ready_rows (rid INTEGER PRIMARY KEY)`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_fkdeleted (rid INTEGER PRIMARY KEY)`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_fkgone (model TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (model, id)) WITHOUT ROWID`,
+		`DELETE FROM temp.morango_fkgone`,
 	); err != nil {
 		return res, err
 	}
@@ -73,7 +75,7 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 		}
 	}
 	if err := d.exec(ctx, `DELETE FROM morango_applying`, `DELETE FROM temp.morango_incoming`, `DELETE FROM temp.morango_todo`,
-		`DELETE FROM temp.morango_ready_rows`, `DELETE FROM temp.morango_fkdeleted`); err != nil {
+		`DELETE FROM temp.morango_ready_rows`, `DELETE FROM temp.morango_fkdeleted`, `DELETE FROM temp.morango_fkgone`); err != nil {
 		return res, err
 	}
 	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_store WHERE dirty_bit AND profile = ?`, db.profile.Name).Scan(&res.Pending)
@@ -239,10 +241,12 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 }
 
 // fkDeleted deletes the records of m to deserialize whose foreign-key
-// target is a deleted record: their app rows go, and they are marked for
-// the next serialization to record the deletion. The deleted records of
-// the targets are found through the partial index morango_store_deleted;
-// most of the time there are none, and the records need not be read.
+// target is a deleted record, or a record this deserialization removed from
+// the app for the same reason (temp.morango_fkgone): their app rows go, and
+// they are marked for the next serialization to record the deletion. A
+// self-referencing model cascades in waves. The deleted records of the
+// targets are found through the partial index morango_store_deleted; most
+// of the time there are none, and the records need not be read.
 func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 	if len(m.ForeignKeys) == 0 {
 		return nil
@@ -251,27 +255,39 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
 		target := m.ForeignKeys[col]
 		targets = append(targets, literal(target))
-		conds = append(conds, fmt.Sprintf(`json_extract(s.serialized, %s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %s)`,
-			jsonPath(col), literal(target)))
+		conds = append(conds, fmt.Sprintf(`json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[2]s
+				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s)`, jsonPath(col), literal(target)))
 	}
+	in := strings.Join(targets, ", ")
 	var found bool
-	err := d.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM morango_store p WHERE p.deleted AND p.model_name IN (%s))`,
-		strings.Join(targets, ", "))).Scan(&found)
+	err := d.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM morango_store p WHERE p.deleted AND p.model_name IN (%[1]s))
+		OR EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model IN (%[1]s))`, in)).Scan(&found)
 	if err != nil || !found {
 		return err
 	}
 	rows := `temp.morango_fkdeleted f CROSS JOIN morango_store s ON s.rowid = f.rid`
-	err = d.exec(ctx,
-		`DELETE FROM temp.morango_fkdeleted`,
-		fmt.Sprintf(`INSERT INTO temp.morango_fkdeleted (rid) SELECT t.rid FROM %s WHERE NOT s.deleted AND (%s)`, todo, strings.Join(conds, " OR ")),
-		fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM %s)`, quote(m.Table), rows),
-		fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE true ON CONFLICT DO NOTHING`, literal(m.Name), rows),
-	)
-	if err != nil {
-		return err
+	for d.left > 0 {
+		if err := d.exec(ctx, `DELETE FROM temp.morango_fkdeleted`); err != nil {
+			return err
+		}
+		n, err := d.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_fkdeleted (rid) SELECT t.rid FROM %s WHERE NOT s.deleted AND (%s)`,
+			todo, strings.Join(conds, " OR ")))
+		if err != nil || n == 0 {
+			return err
+		}
+		err = d.exec(ctx,
+			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM %s)`, quote(m.Table), rows),
+			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE true ON CONFLICT DO NOTHING`, literal(m.Name), rows),
+			fmt.Sprintf(`INSERT INTO temp.morango_fkgone (model, id) SELECT %s, s.id FROM %s WHERE true ON CONFLICT DO NOTHING`, literal(m.Name), rows),
+		)
+		if err != nil {
+			return err
+		}
+		if _, err := d.done(ctx, `SELECT rid FROM temp.morango_fkdeleted`); err != nil {
+			return err
+		}
 	}
-	_, err = d.done(ctx, `SELECT rid FROM temp.morango_fkdeleted`)
-	return err
+	return nil
 }
 
 // write upserts the rows listed in temp.morango_ready_rows into the app
