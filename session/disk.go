@@ -105,7 +105,13 @@ func (d *DiskConnection) Send(ctx context.Context, out *Outgoing, p *Progress) e
 	var written countingWriter
 	err := bundle.WriteFile(d.fs(), d.Bundle, func(w io.Writer) error {
 		written.w = w
-		bw, err := bundle.NewWriter(&written, h, out.Signer.PrivateKey, &exportWriterOptions)
+		o := exportWriterOptions
+		if out.Total <= smallExport {
+			// Its records fit in one small chunk: a large chunk's buffer
+			// and window would only cost memory to allocate and clear.
+			o.ChunkSize = 1 << 20
+		}
+		bw, err := bundle.NewWriter(&written, h, out.Signer.PrivateKey, &o)
 		if err != nil {
 			return err
 		}
@@ -148,6 +154,10 @@ func (d *DiskConnection) Send(ctx context.Context, out *Outgoing, p *Progress) e
 // window, so one is what keeps an export's memory small. A reader holds one
 // chunk.
 var exportWriterOptions = bundle.WriterOptions{Level: zstd.SpeedBetterCompression, ChunkSize: 8 << 20, Concurrency: 1}
+
+// smallExport is the most records an export writes in 1 MiB chunks; the
+// sample school app's records are under 500 bytes each.
+const smallExport = 2048
 
 // pipeBatch is the number of records handed at once from the goroutine
 // that reads the store to the one that writes the bundle.
