@@ -160,10 +160,6 @@ func scMakeFixture() error {
 
 func scSlow() bool { return os.Getenv("MORANGO_SLOW_TESTS") == "1" }
 
-// scStrict reports whether MORANGO_SCENARIO_STRICT=1 asks for the checks of
-// behaviour the engine does not have yet (see hardDelete).
-func scStrict() bool { return os.Getenv("MORANGO_SCENARIO_STRICT") == "1" }
-
 func scEnvInt(name string, def int) int {
 	if v, err := strconv.Atoi(os.Getenv(name)); err == nil {
 		return v
@@ -811,15 +807,13 @@ func (s *scSim) hardDelete(d *scDevice, model, id string) {
 	s.stats["hard-delete"]++
 	var inStore bool
 	s.check(d.app.QueryRow(`SELECT EXISTS (SELECT 1 FROM morango_store WHERE id = ?)`, id).Scan(&inStore), "read store row")
-	if inStore || scStrict() {
-		s.hardDel[id] = true
-	} else {
-		// d never serialized the row: the engine deletes it and records no
-		// erasure, so a record of the same id made on another device (a
-		// summary's id derives from its person and content) is not erased.
-		// MORANGO_SCENARIO_STRICT=1 requires its erasure all the same.
+	if !inStore {
+		// d never serialized the row: HardDelete makes it a record first,
+		// so that a record of the same id made on another device (a
+		// summary's id derives from its person and content) is erased too.
 		s.stats["hard-delete-unserialized"]++
 	}
+	s.hardDel[id] = true
 	s.check(d.db.HardDelete(s.ctx, model, id), "hard delete %s %s on device %d", model, id, d.idx)
 	s.observe(d)
 }

@@ -133,6 +133,15 @@ func (db *DB) HardDelete(ctx context.Context, model, id string) error {
 		if !inApp && !inStore {
 			return fmt.Errorf("hard delete: no %s with id %s", model, id)
 		}
+		if !inStore {
+			// A row not yet serialized becomes a record first, so that its
+			// erasure is recorded and reaches the devices that hold the
+			// same record (a model with a source-id template gives the
+			// same id to the same row made on two devices).
+			if _, err := db.serialize(ctx, tx); err != nil {
+				return err
+			}
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO morango_harddeletedmodels (id, profile) VALUES (?, ?) ON CONFLICT DO NOTHING`, id, db.profile.Name); err != nil {
 			return err
 		}
