@@ -232,7 +232,7 @@ func headerJSON(tb testing.TB, h *Header) []byte {
 
 // compress compresses as the writer does.
 func compress(tb testing.TB, plain []byte) []byte {
-	enc, err := newEncoder(DefaultLevel, 1)
+	enc, err := newEncoder(DefaultLevel, 1, encoderWindow)
 	if err != nil {
 		tb.Fatal(err)
 	}

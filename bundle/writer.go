@@ -111,7 +111,7 @@ func NewWriter(w io.Writer, h *Header, signer crypto.Signer, opts *WriterOptions
 	if len(raw) > MaxHeaderSize {
 		return nil, fmt.Errorf("bundle header of %d bytes (at most %d): %w", len(raw), MaxHeaderSize, ErrTooLarge)
 	}
-	enc, err := newEncoderWindow(o.Level, o.Concurrency, chunkWindow(o.ChunkSize))
+	enc, err := newEncoder(o.Level, o.Concurrency, chunkWindow(o.ChunkSize))
 	if err != nil {
 		return nil, err
 	}
@@ -393,14 +393,9 @@ func chunkWindow(size int) int {
 	return w
 }
 
-// newEncoder returns the encoder of a writer with the default chunk size.
-func newEncoder(level zstd.EncoderLevel, concurrency int) (*zstd.Encoder, error) {
-	return newEncoderWindow(level, concurrency, encoderWindow)
-}
-
-// newEncoderWindow returns the encoder of a writer: frames that declare
-// their size (single segment) and carry a checksum.
-func newEncoderWindow(level zstd.EncoderLevel, concurrency, window int) (*zstd.Encoder, error) {
+// newEncoder returns the encoder of a writer: frames that declare their
+// size (single segment) and carry a checksum.
+func newEncoder(level zstd.EncoderLevel, concurrency, window int) (*zstd.Encoder, error) {
 	enc, err := zstd.NewWriter(nil,
 		zstd.WithEncoderLevel(level),
 		zstd.WithEncoderConcurrency(concurrency),
