@@ -56,7 +56,10 @@ func (db *DB) Serialize(ctx context.Context) (SerializeResult, error) {
 		})
 		if err != nil {
 			if st.dropped != nil {
-				db.writeTx(context.WithoutCancel(ctx), func(tx *sql.Tx) error { return rebuildIndexes(ctx, tx, st.dropped) })
+				// Best effort, even when ctx was cancelled; Open rebuilds
+				// the indexes otherwise.
+				wctx := context.WithoutCancel(ctx)
+				db.writeTx(wctx, func(tx *sql.Tx) error { return rebuildIndexes(wctx, tx, st.dropped) })
 			}
 			return total, err
 		}
