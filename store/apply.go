@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/morango-sync/morango/fsic"
 	"github.com/morango-sync/morango/merge"
@@ -76,9 +77,12 @@ type Import struct {
 	insert     *sql.Stmt // a new store row
 	update     *sql.Stmt // a store row, by rowid
 	history    *sql.Stmt // a record-max counter
-	incoming   *sql.Stmt // rowids of records to deserialize
-	rebuild    []string  // indexes dropped for a bulk import, rebuilt by Finish
-	done       bool
+	// headHistory enters the heads of the store rows listed (a JSON array
+	// of rowids) into their records' histories.
+	headHistory *sql.Stmt
+	incoming    *sql.Stmt // rowids of records to deserialize
+	rebuild     []string  // indexes dropped for a bulk import, rebuilt by Finish
+	done        bool
 }
 
 // BeginImport starts applying the transfer transferID.
@@ -122,6 +126,11 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 	if err == nil {
 		im.history, err = tx.PrepareContext(ctx, `INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter)
 			VALUES (?, ?, ?) ON CONFLICT (store_model_id, instance_id) DO UPDATE SET counter = max(counter, excluded.counter)`)
+	}
+	if err == nil {
+		im.headHistory, err = tx.PrepareContext(ctx, `INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter)
+			SELECT s.id, s.last_saved_instance, s.last_saved_counter FROM json_each(?) j CROSS JOIN morango_store s ON s.rowid = j.value
+			WHERE true ON CONFLICT (store_model_id, instance_id) DO UPDATE SET counter = max(counter, excluded.counter)`)
 	}
 	if err != nil {
 		im.Abort()
@@ -309,6 +318,8 @@ type pendingRow struct {
 	rowid int64 // of the local row; 0 for a new one
 	dirty bool
 	xfer  string
+	// headEntry: the record's head enters its history (see flush).
+	headEntry bool
 }
 
 // add records the result of one merge and returns the record's new state.
@@ -356,8 +367,17 @@ func (w *batchWriter) add(in, cur *Record, out merge.Result, transferID string) 
 // flush writes a batch's rows in id order, so that consecutive writes fall
 // on the same pages of the store's indexes.
 func (im *Import) flush(ctx context.Context, w *batchWriter) error {
+	// A batch's writes run to their end once begun: the driver watches a
+	// cancellable context with a goroutine of its own for each statement,
+	// which costs more than the insert of a row. Cancellation is seen
+	// between batches.
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	ctx = context.WithoutCancel(ctx)
 	sort.Slice(w.rows, func(a, b int) bool { return w.rows[a].rec.ID < w.rows[b].rec.ID })
 	dirty := map[string][]int64{} // model → rowids of the records to deserialize
+	start := time.Now()
 	for i := range w.rows {
 		p := &w.rows[i]
 		r := &p.rec
@@ -382,6 +402,9 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 			dirty[r.ModelName] = append(dirty[r.ModelName], p.rowid)
 		}
 	}
+	since("import: write store rows", start)
+	start = time.Now()
+	defer since("import: list rows to deserialize, write histories", start)
 	for model, rids := range dirty {
 		list, err := json.Marshal(rids)
 		if err == nil {
@@ -391,9 +414,37 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 			return fmt.Errorf("list records to deserialize: %w", err)
 		}
 	}
-	order := make([]int, len(w.hist))
-	for i := range order {
-		order[i] = i
+	// Most entries that rose are the record's new head (a record new
+	// here, with one version in its history): those are written from the
+	// store rows just written, by one statement for the batch. The others
+	// are written one by one.
+	byID := make(map[string]*pendingRow, len(w.rows))
+	for i := range w.rows {
+		byID[w.rows[i].rec.ID] = &w.rows[i]
+	}
+	order := make([]int, 0, len(w.hist))
+	for i, h := range w.hist {
+		p := byID[w.hids[i]]
+		if p.rec.LastSavedInstance == h.Instance && p.rec.LastSavedCounter == h.Counter {
+			p.headEntry = true
+			continue
+		}
+		order = append(order, i)
+	}
+	var heads []int64
+	for i := range w.rows {
+		if w.rows[i].headEntry {
+			heads = append(heads, w.rows[i].rowid)
+		}
+	}
+	if len(heads) > 0 {
+		list, err := json.Marshal(heads)
+		if err == nil {
+			_, err = im.headHistory.ExecContext(ctx, string(list))
+		}
+		if err != nil {
+			return fmt.Errorf("write history: %w", err)
+		}
 	}
 	sort.Slice(order, func(a, b int) bool {
 		x, y := order[a], order[b]
@@ -412,6 +463,7 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 
 // locals reads the local records with the batch's ids.
 func (im *Import) locals(ctx context.Context, batch []*Record) (map[string]*Record, error) {
+	defer since("import: read local records", time.Now())
 	args := make([]any, len(batch))
 	for i, r := range batch {
 		args[i] = r.ID
@@ -485,9 +537,11 @@ var ErrAlreadyApplied = errors.New("bundle already applied")
 func (im *Import) Finish(ctx context.Context, a Applied) (*ImportResult, error) {
 	defer im.Abort()
 	var err error
+	start := time.Now()
 	if err := rebuildIndexes(ctx, im.tx, im.rebuild); err != nil {
 		return nil, err
 	}
+	since("import: rebuild indexes", start)
 	im.rebuild = nil
 	if im.res.Deserialize, err = im.db.deserialize(ctx, im.tx); err != nil {
 		return nil, err
@@ -499,9 +553,11 @@ func (im *Import) Finish(ctx context.Context, a Applied) (*ImportResult, error) 
 			return nil, fmt.Errorf("record applied bundle: %w", err)
 		}
 	}
+	start = time.Now()
 	if err := im.tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit import: %w", err)
 	}
+	since("commit", start)
 	im.done = true
 	return &im.res, nil
 }

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/morango-sync/morango/profile"
 )
@@ -93,7 +94,10 @@ type deserializer struct {
 
 func (d *deserializer) exec(ctx context.Context, stmts ...string) error {
 	for _, q := range stmts {
-		if _, err := d.tx.ExecContext(ctx, q); err != nil {
+		start := time.Now()
+		_, err := d.tx.ExecContext(ctx, q)
+		since(q, start)
+		if err != nil {
 			return fmt.Errorf("%w (in %.120s)", err, q)
 		}
 	}
@@ -412,6 +416,7 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 	if !empty {
 		q += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, table)
 	}
+	defer since(q, time.Now())
 	r, err := d.tx.ExecContext(ctx, q)
 	if err != nil {
 		return 0, err

@@ -184,23 +184,7 @@ func copyAll(t *testing.T, from, to *device, filter []string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	im, err := to.db.BeginImport(ctx, "")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer im.Abort()
-	if err := im.Add(ctx, batch); err != nil {
-		t.Fatal(err)
-	}
-	if r := im.Result(); r.Refused > 0 {
-		t.Fatalf("refused: %+v", r.Refusals)
-	}
-	if err := im.Claim(ctx, fsic.Claims(fsic.Calculate(dmc, filter, nil), filter)); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := im.Finish(ctx, Applied{}); err != nil {
-		t.Fatal(err)
-	}
+	importBatch(t, to.db, batch, fsic.Claims(fsic.Calculate(dmc, filter, nil), filter))
 }
 
 // queueFor queues, on from, what a peer holding theirs lacks under

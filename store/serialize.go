@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/morango-sync/morango/ids"
 	"github.com/morango-sync/morango/merge"
@@ -42,6 +43,10 @@ func (r SerializeResult) Versions() int64 { return r.Created + r.Updated + r.Del
 // transaction, or by the next serialization.
 func (db *DB) Serialize(ctx context.Context) (SerializeResult, error) {
 	var total SerializeResult
+	// The app rows are read in id order, which is seldom the order in
+	// which they lie in the file: one page read per row. Through a memory
+	// map these cost no system call and no copy (see mapForReading).
+	defer db.mapForReading(ctx)()
 	// A first serialization of many rows drops the store's partition
 	// index in its first transaction and rebuilds it in its last (see
 	// serializer.bulk); if it stops in between, the next Open rebuilds it.
@@ -182,11 +187,13 @@ func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, st *chunkState) (re
 		`DELETE FROM temp.morango_versioned`,
 		`DELETE FROM temp.morango_work`,
 	)
-	if err != nil {
-		return res, false, err
+	if err != nil || more {
+		// Rows left for the next transaction are not failures: only the
+		// last one counts those.
+		return res, more, err
 	}
 	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_dirty`).Scan(&res.Failed)
-	return res, more, err
+	return res, false, err
 }
 
 type serializer struct {
@@ -213,7 +220,10 @@ func (s *serializer) bulk(ctx context.Context, newRecords int64) error {
 
 func (s *serializer) exec(ctx context.Context, stmts ...string) error {
 	for _, q := range stmts {
-		if _, err := s.tx.ExecContext(ctx, q); err != nil {
+		start := time.Now()
+		_, err := s.tx.ExecContext(ctx, q)
+		since(q, start)
+		if err != nil {
 			return fmt.Errorf("%w (in %.120s)", err, q)
 		}
 	}
@@ -221,7 +231,9 @@ func (s *serializer) exec(ctx context.Context, stmts ...string) error {
 }
 
 func (s *serializer) count(ctx context.Context, q string, args ...any) (int64, error) {
+	start := time.Now()
 	r, err := s.tx.ExecContext(ctx, q, args...)
+	since(q, start)
 	if err != nil {
 		return 0, fmt.Errorf("%w (in %.120s)", err, q)
 	}
@@ -305,6 +317,7 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 		s.budget -= n
 		s.full = s.budget <= 0
 	}
+	listed := n
 	var newRows int64
 	if err := s.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_work WHERE NOT stored`).Scan(&newRows); err != nil {
 		return err
@@ -316,7 +329,9 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	// Rows that cannot become records stay in morango_dirty with the reason
 	// of the first check they fail.
 	checks := []struct{ cond, msg string }{
-		{`NOT (typeof(t.id) = 'text' AND length(t.id) = 32 AND t.id NOT GLOB '*[^0-9a-f]*')`,
+		// unhex is NULL for any character that is not a hex digit; lower
+		// leaves only lower-case ones. (Cheaper than a GLOB of the class.)
+		{`NOT (typeof(t.id) = 'text' AND length(t.id) = 32 AND unhex(t.id) IS NOT NULL AND t.id = lower(t.id))`,
 			`'id must be 32 lower-case hex digits'`},
 		{part + ` IS NULL`, literal(fmt.Sprintf("a column of the partition template %q is NULL", m.Partition))},
 	}
@@ -330,30 +345,62 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			struct{ cond, msg string }{`t.id <> ` + want,
 				fmt.Sprintf(`'id must be ' || %s || ' (the namespaced id of its partition, source id and model; see morango id)'`, want)})
 	}
-	var cases strings.Builder
-	for _, ch := range checks {
+	var cases, fails strings.Builder
+	for i, ch := range checks {
 		fmt.Fprintf(&cases, " WHEN %s THEN %s", ch.cond, ch.msg)
+		if i > 0 {
+			fails.WriteString(" OR ")
+		}
+		fmt.Fprintf(&fails, "coalesce(%s, false)", ch.cond)
 	}
-	// Record ids are unique across models: a row that takes the id of
-	// another model's record stays out of the store.
+
+	// New records: the rows that pass every check, read once. Each is a
+	// new version.
+	n, err = s.count(ctx, fmt.Sprintf(`INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
+			last_saved_instance, last_saved_counter, partition, source_id, model_name, _self_ref_fk)
+		SELECT t.id, %s, %s, 0, 0, %s, %d, %s, %s, %s, %s
+		FROM %s t WHERE t.id IN (%s) AND NOT (%s)`,
+		literal(s.db.profile.Name), jsonObjectSQL("t", cols), literal(s.me), s.c, part, source, model, selfRef, table, fresh, fails.String()))
+	if err != nil {
+		return err
+	}
+	res.Created += n
+	created := n
+	if n == newRows {
+		err = s.exec(ctx, `INSERT INTO temp.morango_versioned (id) `+fresh+` ON CONFLICT DO NOTHING`)
+	} else {
+		// Some were left out: a row that failed a check, or a dirty id with
+		// neither an app row nor a record (which makes no version).
+		err = s.exec(ctx, `INSERT INTO temp.morango_versioned (id) SELECT w.id FROM temp.morango_work w
+			WHERE NOT w.stored AND EXISTS (SELECT 1 FROM morango_store s WHERE s.id = w.id) ON CONFLICT DO NOTHING`)
+	}
+	if err != nil {
+		return err
+	}
+
+	// Why the rows left out failed, and, of the records the store holds,
+	// those whose id another model's record uses: record ids are unique
+	// across models, and such a row stays out of the store.
+	if created == newRows && listed == newRows {
+		// All new, all written: none failed, and there is nothing more.
+		return s.done(ctx, model, limit != "")
+	}
+	var failNew string
+	if created < newRows {
+		failNew = fmt.Sprintf(`UNION ALL SELECT w.id, CASE%s END FROM temp.morango_work w JOIN %s t ON t.id = w.id
+			WHERE NOT w.stored AND NOT EXISTS (SELECT 1 FROM morango_store s WHERE s.id = w.id)`, cases.String(), table)
+	}
 	n, err = s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_failed (id, error)
-		SELECT id, error FROM (SELECT w.id, CASE WHEN w.stored
-				THEN (SELECT 'id is already used by a record of model ' || s.model_name || '; give the row a new id'
-					FROM morango_store s WHERE s.id = w.id AND s.model_name <> %[1]s)
-				ELSE CASE%[2]s END END AS error
-			FROM temp.morango_work w JOIN %[3]s t ON t.id = w.id)
-		WHERE error IS NOT NULL`, model, cases.String(), table))
+		SELECT id, error FROM (
+			SELECT w.id, 'id is already used by a record of model ' || s.model_name || '; give the row a new id' AS error
+			FROM temp.morango_work w CROSS JOIN morango_store s ON s.id = w.id WHERE w.stored AND s.model_name <> %s
+				AND EXISTS (SELECT 1 FROM %s t WHERE t.id = w.id)
+			%s)
+		WHERE error IS NOT NULL`, model, table, failNew))
 	if err != nil {
 		return err
 	}
 	if n > 0 {
-		var failedNew int64
-		err := s.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_failed f JOIN temp.morango_work w ON w.id = f.id
-			WHERE NOT w.stored`).Scan(&failedNew)
-		if err != nil {
-			return err
-		}
-		newRows -= failedNew
 		err = s.exec(ctx,
 			fmt.Sprintf(`UPDATE morango_dirty SET error = f.error FROM temp.morango_failed f
 				WHERE morango_dirty.model = %s AND morango_dirty.id = f.id`, model),
@@ -362,28 +409,6 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 		if err != nil {
 			return err
 		}
-	}
-
-	// New records.
-	n, err = s.count(ctx, fmt.Sprintf(`INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
-			last_saved_instance, last_saved_counter, partition, source_id, model_name, _self_ref_fk)
-		SELECT t.id, %s, %s, 0, 0, %s, %d, %s, %s, %s, %s
-		FROM %s t WHERE t.id IN (%s)`,
-		literal(s.db.profile.Name), jsonObjectSQL("t", cols), literal(s.me), s.c, part, source, model, selfRef, table, fresh))
-	if err != nil {
-		return err
-	}
-	res.Created += n
-	// Each is a new version. (A dirty id with neither an app row nor a
-	// record makes none.)
-	if n == newRows {
-		err = s.exec(ctx, `INSERT INTO temp.morango_versioned (id) `+fresh+` ON CONFLICT DO NOTHING`)
-	} else {
-		err = s.exec(ctx, fmt.Sprintf(`INSERT INTO temp.morango_versioned (id) SELECT w.id FROM temp.morango_work w
-			WHERE NOT w.stored AND EXISTS (SELECT 1 FROM %s t WHERE t.id = w.id) ON CONFLICT DO NOTHING`, table))
-	}
-	if err != nil {
-		return err
 	}
 	var stored int64
 	if err := s.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_work WHERE stored`).Scan(&stored); err != nil {
@@ -394,7 +419,13 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			return err
 		}
 	}
-	if limit != "" {
+	return s.done(ctx, model, limit != "")
+}
+
+// done takes the model's serialized rows off morango_dirty: those listed
+// in temp.morango_work if some, every row without an error otherwise.
+func (s *serializer) done(ctx context.Context, model string, some bool) error {
+	if some {
 		// Only the rows taken: the others wait for the next transaction.
 		return s.exec(ctx, fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''
 			AND id IN (SELECT id FROM temp.morango_work)`, model))

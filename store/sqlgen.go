@@ -29,9 +29,21 @@ func jsonPath(key string) string {
 const maxFunctionArgs = 100
 
 // jsonObjectSQL returns an expression building the JSON object of the
-// columns of the row aliased alias.
+// columns of the row aliased alias, keys in the order of cols: the same
+// text as jsonSetSQL over an empty object, built without looking up a
+// path for each column.
 func jsonObjectSQL(alias string, cols []string) string {
-	return jsonSetSQL("json_object()", alias, cols)
+	first := cols[:min(len(cols), maxFunctionArgs/2)]
+	var b strings.Builder
+	b.WriteString("json_object(")
+	for i, c := range first {
+		if i > 0 {
+			b.WriteString(", ")
+		}
+		fmt.Fprintf(&b, "%s, %s.%s", literal(c), alias, quote(c))
+	}
+	b.WriteString(")")
+	return jsonSetSQL(b.String(), alias, cols[len(first):])
 }
 
 // jsonSetSQL returns an expression setting each column of the row aliased

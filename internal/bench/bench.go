@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/morango-sync/morango/session"
+	"github.com/morango-sync/morango/store"
 )
 
 // Options configure a benchmark.
@@ -41,6 +42,9 @@ type Options struct {
 	// ProfileDir, if set, receives a CPU profile of each stage of the
 	// first run: <records>-<stage>.pprof.
 	ProfileDir string
+	// Statements, if set, has each stage of the first run report the
+	// store's statements and steps that took it longest.
+	Statements bool
 	// Log, if set, receives a line as each stage starts.
 	Log func(format string, args ...any)
 }
@@ -96,6 +100,9 @@ type Stage struct {
 	RSSPeakBytes uint64 `json:"rss_peak_bytes"`
 	// Parts splits the stage by transfer stage (export and import).
 	Parts []Part `json:"parts,omitempty"`
+	// Statements are the store's statements and steps that took the
+	// stage longest (Options.Statements), of the first run.
+	Statements []store.StatementTime `json:"statements,omitempty"`
 	// Runs holds each run's seconds when there were several.
 	Runs []float64 `json:"runs_seconds,omitempty"`
 }
@@ -209,7 +216,7 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 			return nil, err
 		}
 		opts.Log("run %d of %d in %s", i+1, opts.Runs, dir)
-		r := &runResult{opts: opts, dir: dir, profile: i == 0 && opts.ProfileDir != ""}
+		r := &runResult{opts: opts, dir: dir, profile: i == 0 && opts.ProfileDir != "", statements: i == 0 && opts.Statements}
 		err := r.run(ctx)
 		if !opts.Keep && opts.Dir == "" {
 			os.RemoveAll(dir)
@@ -224,9 +231,10 @@ func Run(ctx context.Context, opts Options) (*Report, error) {
 
 // runResult is one run's measurements.
 type runResult struct {
-	opts    Options
-	dir     string
-	profile bool
+	opts       Options
+	dir        string
+	profile    bool
+	statements bool // profile the store's statements
 
 	stages  map[string]*Stage
 	order   []string
@@ -236,6 +244,9 @@ type runResult struct {
 	changed int64
 	env     Env
 }
+
+// topStatements is the number of statements a stage reports.
+const topStatements = 12
 
 // measure runs fn as the stage name, timing it and watching memory.
 func (r *runResult) measure(name string, fn func(st *Stage) error) error {
@@ -250,6 +261,11 @@ func (r *runResult) measure(name string, fn func(st *Stage) error) error {
 		prof = f
 	}
 	mem := startMem()
+	statements := r.statements
+	if statements {
+		store.TakeStatementProfile()
+		store.ProfileStatements(true)
+	}
 	if prof != nil {
 		if err := pprof.StartCPUProfile(prof); err != nil {
 			prof.Close()
@@ -262,6 +278,11 @@ func (r *runResult) measure(name string, fn func(st *Stage) error) error {
 	if prof != nil {
 		pprof.StopCPUProfile()
 		prof.Close()
+	}
+	if statements {
+		store.ProfileStatements(false)
+		st.Statements = store.TakeStatementProfile()
+		st.Statements = st.Statements[:min(len(st.Statements), topStatements)]
 	}
 	st.HeapPeakBytes, st.RSSPeakBytes = mem.end()
 	if err != nil {

@@ -71,3 +71,37 @@ func TestRunRefusesTinySchools(t *testing.T) {
 		t.Fatal("a school of 5 records ran")
 	}
 }
+
+// With Statements, each sync stage lists the store's statements and steps
+// that took it longest, and the table shows them.
+func TestRunStatements(t *testing.T) {
+	r, err := Run(context.Background(), Options{Records: 300, Seed: 1, Statements: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range []string{StageSerialize, StageImport} {
+		st := r.Stage(name)
+		if len(st.Statements) == 0 || len(st.Statements) > topStatements {
+			t.Fatalf("%s: %d statements", name, len(st.Statements))
+		}
+		for i, s := range st.Statements {
+			if s.Runs <= 0 || s.Seconds <= 0 || s.Statement == "" || i > 0 && s.Seconds > st.Statements[i-1].Seconds {
+				t.Errorf("%s: statement %d: %+v", name, i, s)
+			}
+		}
+	}
+	var commit bool
+	for _, s := range r.Stage(StageImport).Statements {
+		commit = commit || s.Statement == "commit"
+	}
+	if !commit {
+		t.Errorf("import's statements lack its commit: %+v", r.Stage(StageImport).Statements)
+	}
+	var table bytes.Buffer
+	if err := WriteTable(&table, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "import: the store's longest statements") {
+		t.Errorf("table lacks the statements:\n%s", table.String())
+	}
+}

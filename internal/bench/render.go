@@ -44,6 +44,16 @@ func WriteTable(w io.Writer, r *Report) error {
 		return err
 	}
 
+	for _, s := range r.Stages {
+		if len(s.Statements) == 0 {
+			continue
+		}
+		fmt.Fprintf(w, "\n%s: the store's longest statements and steps (first run)\n", s.Name)
+		for _, t := range s.Statements {
+			fmt.Fprintf(w, "  %8s s %8d×  %s\n", secs(t.Seconds), t.Runs, t.Statement)
+		}
+	}
+
 	b := r.Bundle
 	fmt.Fprintf(w, "\nbundle: %d bytes, %.1f bytes/record; serialized JSON alone: %.1f bytes/record, zstd -3 %.1f, zstd fastest %.1f; bundle / zstd JSON = %.3f\n",
 		b.Bytes, b.BytesPerRecord, per(b.JSONBytes, b.Records), per(b.ZstdJSONBytes, b.Records), per(b.ZstdFastestJSONBytes, b.Records), b.Ratio)

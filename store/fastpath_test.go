@@ -1,0 +1,177 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"maps"
+	"strings"
+	"testing"
+
+	"github.com/morango-sync/morango/fsic"
+)
+
+// The history an import writes is the merged history of each record,
+// whether its entries are written from the store row (the head) or one by
+// one: records new here with one entry or several, a head that is not
+// the highest counter of its instance's entries, the same record twice in
+// one batch, and a fast-forward of a local record.
+func TestImportHistories(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "d")
+	d.init(ctx)
+	d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'D')`, dsID)
+	d.serialize(ctx)
+	me := d.storeRow(dsID).LSI
+	x, y := strings.Repeat("1", 32), strings.Repeat("2", 32)
+	id := func(i int) string { return fmt.Sprintf("%032x", 0xe000+i) }
+	rec := func(i int, head HistoryEntry, hist ...HistoryEntry) *Record {
+		return &Record{ID: id(i), Profile: "testdata", ModelName: "person", Partition: dsID + ":user-ro:" + id(i),
+			Serialized:        fmt.Sprintf(`{"id":"%s","dataset_id":"%s","name":"p%d"}`, id(i), dsID, head.Counter),
+			LastSavedInstance: head.Instance, LastSavedCounter: head.Counter, History: hist}
+	}
+	// A local record for the fast-forward.
+	d.exec(`INSERT INTO person (id, dataset_id, name) VALUES (?, ?, 'local')`, id(4), dsID)
+	d.serialize(ctx)
+	local := d.history(id(4))[me]
+
+	batch := []*Record{
+		rec(1, HistoryEntry{x, 3}, HistoryEntry{x, 3}),
+		rec(2, HistoryEntry{y, 3}, HistoryEntry{x, 5}, HistoryEntry{y, 3}),
+		rec(3, HistoryEntry{x, 2}, HistoryEntry{x, 7}),
+		rec(5, HistoryEntry{x, 1}, HistoryEntry{x, 1}),
+		rec(5, HistoryEntry{y, 4}, HistoryEntry{x, 1}, HistoryEntry{y, 4}),
+		rec(4, HistoryEntry{y, 9}, HistoryEntry{me, local}, HistoryEntry{y, 9}),
+	}
+	importBatch(t, d.db, batch, nil)
+	want := map[string]map[string]int64{
+		id(1): {x: 3},
+		id(2): {x: 5, y: 3},
+		id(3): {x: 7},
+		id(4): {me: local, y: 9},
+		id(5): {x: 1, y: 4},
+	}
+	for rid, w := range want {
+		if got := d.history(rid); !maps.Equal(got, w) {
+			t.Errorf("history of %s: %v, want %v", rid, got, w)
+		}
+	}
+	if r := d.storeRow(id(4)); r.LSI != y || r.LSC != 9 {
+		t.Errorf("fast-forward: head %s:%d", r.LSI, r.LSC)
+	}
+}
+
+// Ids that are not 32 lower-case hex digits stay out of the store, with
+// the reason.
+func TestSerializeRefusesBadIDs(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "d")
+	d.init(ctx)
+	d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'D')`, dsID)
+	bad := []any{
+		strings.Repeat("A", 32),                                 // upper case
+		strings.Repeat("a", 31),                                 // short
+		strings.Repeat("a", 33),                                 // long
+		strings.Repeat("a", 31) + "g",                           // not hex
+		strings.Repeat("a", 30) + "é",                           // not ASCII
+		strings.Repeat("a", 31) + " ",                           // space
+		int64(12345678901234567),                                // not text
+		strings.Repeat("a", 16) + "-" + strings.Repeat("b", 15), // dash
+	}
+	for _, id := range bad {
+		d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'bad')`, id)
+	}
+	res := d.serialize(ctx)
+	if res.Created != 1 || res.Failed != int64(len(bad)) {
+		t.Fatalf("serialize: %+v, want 1 created and %d failed", res, len(bad))
+	}
+	if n := d.count(`SELECT count(*) FROM morango_dirty WHERE error = 'id must be 32 lower-case hex digits'`); n != len(bad) {
+		t.Errorf("%d rows have the reason, want %d", n, len(bad))
+	}
+	if n := d.count(`SELECT count(*) FROM morango_store`); n != 1 {
+		t.Errorf("%d records, want 1", n)
+	}
+}
+
+// A serialization maps the database file only while it runs.
+func TestSerializeUnmaps(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "d")
+	d.init(ctx)
+	d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'D')`, dsID)
+	d.serialize(ctx)
+	var size int64
+	if err := d.db.w.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&size); err != nil {
+		t.Fatal(err)
+	}
+	if size != 0 {
+		t.Errorf("mmap_size %d after Serialize, want 0", size)
+	}
+}
+
+// jsonObjectSQL builds the same text as setting each column into an empty
+// object, for tables wider than one json_object call takes, and for every
+// kind of value.
+func TestJSONObjectSQL(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "d")
+	var cols, defs []string
+	for i := range 130 {
+		c := fmt.Sprintf("c%d", i)
+		if i == 7 {
+			c = `we"ird col`
+		}
+		cols = append(cols, c)
+		defs = append(defs, quote(c))
+	}
+	d.exec(`CREATE TABLE wide (` + strings.Join(defs, ", ") + `)`)
+	vals := make([]any, len(cols))
+	for i := range vals {
+		switch i % 5 {
+		case 0:
+			vals[i] = fmt.Sprintf(`text "%d" \ ü`, i)
+		case 1:
+			vals[i] = int64(i) << 40
+		case 2:
+			vals[i] = float64(i) + 0.25
+		case 3:
+			vals[i] = nil
+		case 4:
+			vals[i] = `{"looks":"like json"}`
+		}
+	}
+	d.exec(`INSERT INTO wide VALUES (?`+strings.Repeat(", ?", len(cols)-1)+`)`, vals...)
+	for _, n := range []int{1, 49, 50, 51, 130} {
+		var a, b string
+		err := d.app.QueryRowContext(ctx, `SELECT `+jsonObjectSQL("t", cols[:n])+`, `+jsonSetSQL("json_object()", "t", cols[:n])+` FROM wide t`).Scan(&a, &b)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if a != b {
+			t.Errorf("%d columns:\n%s\n%s", n, a, b)
+		}
+	}
+}
+
+// importBatch imports the records of batch into db in one transaction,
+// with the claims, and fails the test if one is refused.
+func importBatch(t *testing.T, db *DB, batch []*Record, claims []fsic.MaxCounter) {
+	t.Helper()
+	ctx := context.Background()
+	im, err := db.BeginImport(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Abort()
+	if err := im.Add(ctx, batch); err != nil {
+		t.Fatal(err)
+	}
+	if r := im.Result(); r.Refused > 0 {
+		t.Fatalf("refused: %+v", r.Refusals)
+	}
+	if err := im.Claim(ctx, claims); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := im.Finish(ctx, Applied{}); err != nil {
+		t.Fatal(err)
+	}
+}
