@@ -92,13 +92,21 @@ func TestSerializeRefusesBadIDs(t *testing.T) {
 	}
 }
 
-// A serialization maps the database file only while it runs.
+// A serialization of more rows than a transaction takes maps the
+// database file only while it runs.
 func TestSerializeUnmaps(t *testing.T) {
+	defer func(n int64) { SerializeChunk = n }(SerializeChunk)
+	SerializeChunk = 2
 	ctx := context.Background()
 	d := newDevice(t, "d")
 	d.init(ctx)
 	d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'D')`, dsID)
-	d.serialize(ctx)
+	for i := range 5 {
+		d.exec(`INSERT INTO person (id, dataset_id, name) VALUES (?, ?, 'p')`, fmt.Sprintf("%032x", i+1), dsID)
+	}
+	if res := d.serialize(ctx); res.Created != 6 || res.Counter < 3 {
+		t.Fatalf("serialize: %+v, want 6 records over 3 transactions", res)
+	}
 	var size int64
 	if err := d.db.w.QueryRowContext(ctx, `PRAGMA mmap_size`).Scan(&size); err != nil {
 		t.Fatal(err)

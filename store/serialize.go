@@ -43,10 +43,17 @@ func (r SerializeResult) Versions() int64 { return r.Created + r.Updated + r.Del
 // transaction, or by the next serialization.
 func (db *DB) Serialize(ctx context.Context) (SerializeResult, error) {
 	var total SerializeResult
-	// The app rows are read in id order, which is seldom the order in
-	// which they lie in the file: one page read per row. Through a memory
-	// map these cost no system call and no copy (see mapForReading).
-	defer db.mapForReading(ctx)()
+	// A serialization of more rows than a transaction takes reads the
+	// database through a memory map (see mapForReading): the app rows are
+	// read in id order, seldom the order in which they lie in the file,
+	// one page read per row.
+	many, err := db.dirtyMoreThan(ctx, SerializeChunk)
+	if err != nil {
+		return total, err
+	}
+	if many {
+		defer db.mapForReading(ctx)()
+	}
 	// A first serialization of many rows drops the store's partition
 	// index in its first transaction and rebuilds it in its last (see
 	// serializer.bulk); if it stops in between, the next Open rebuilds it.
@@ -102,14 +109,23 @@ var SerializeChunk int64 = 20000
 // write lock while many changes are serialized; fewer changes are left to
 // that transaction, which serializes them with everything else it does.
 func (db *DB) SerializeFirst(ctx context.Context) (bool, error) {
-	var n int64
-	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM morango_dirty WHERE error = '' LIMIT ?)`,
-		SerializeChunk+1).Scan(&n)
-	if err != nil || n <= SerializeChunk {
+	many, err := db.dirtyMoreThan(ctx, SerializeChunk)
+	if err != nil || !many {
 		return false, err
 	}
 	_, err = db.Serialize(ctx)
 	return err == nil, err
+}
+
+// dirtyMoreThan reports whether more than n app rows wait to be
+// serialized.
+func (db *DB) dirtyMoreThan(ctx context.Context, n int64) (bool, error) {
+	var k int64
+	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM (SELECT 1 FROM morango_dirty WHERE error = '' LIMIT ?)`, n+1).Scan(&k)
+	if err != nil {
+		return false, fmt.Errorf("serialize: %w", err)
+	}
+	return k > n, nil
 }
 
 // serialize serializes every change in tx.

@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -258,8 +259,9 @@ func (db *DB) writeTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 }
 
 // mmapSize is the most of the database file the writer maps into memory
-// while it serializes: SQLite's own limit on 64-bit systems.
-const mmapSize = 0x7fff0000
+// while it serializes: SQLite's own limit on 64-bit systems, 256 MiB of
+// the smaller address space of 32-bit ones.
+const mmapSize = 0x7fff0000*(strconv.IntSize/64) + (256<<20)*(1-strconv.IntSize/64)
 
 // mapForReading has the writer connection read the database file through
 // a memory map until the returned function is called. Serializing many

@@ -98,6 +98,10 @@ type Stage struct {
 	// RSSPeakBytes is the peak resident set of the process during the
 	// stage, SQLite's caches included.
 	RSSPeakBytes uint64 `json:"rss_peak_bytes"`
+	// PrivatePeakBytes is the peak of the resident set less the pages of
+	// mapped files (the binary, a database read through a memory map):
+	// sampled every 10 ms.
+	PrivatePeakBytes uint64 `json:"private_peak_bytes"`
 	// Parts splits the stage by transfer stage (export and import).
 	Parts []Part `json:"parts,omitempty"`
 	// Statements are the store's statements and steps that took the
@@ -165,9 +169,10 @@ type Report struct {
 	EndToEndRatio   float64    `json:"end_to_end_floor_ratio"`
 	Bundle          BundleSize `json:"bundle"`
 	// PeakRSSBytes and PeakHeapBytes are the largest of the stages'.
-	PeakRSSBytes  uint64   `json:"peak_rss_bytes"`
-	PeakHeapBytes uint64   `json:"peak_heap_bytes"`
-	Targets       []Target `json:"targets"`
+	PeakRSSBytes     uint64   `json:"peak_rss_bytes"`
+	PeakPrivateBytes uint64   `json:"peak_private_bytes"`
+	PeakHeapBytes    uint64   `json:"peak_heap_bytes"`
+	Targets          []Target `json:"targets"`
 }
 
 // Stage returns the stage named name, or nil.
@@ -284,7 +289,7 @@ func (r *runResult) measure(name string, fn func(st *Stage) error) error {
 		st.Statements = store.TakeStatementProfile()
 		st.Statements = st.Statements[:min(len(st.Statements), topStatements)]
 	}
-	st.HeapPeakBytes, st.RSSPeakBytes = mem.end()
+	st.HeapPeakBytes, st.RSSPeakBytes, st.PrivatePeakBytes = mem.end()
 	if err != nil {
 		return fmt.Errorf("%s: %w", name, err)
 	}
@@ -563,6 +568,7 @@ func summarize(runs []*runResult) *Report {
 			}
 			st.HeapPeakBytes = max(st.HeapPeakBytes, s.HeapPeakBytes)
 			st.RSSPeakBytes = max(st.RSSPeakBytes, s.RSSPeakBytes)
+			st.PrivatePeakBytes = max(st.PrivatePeakBytes, s.PrivatePeakBytes)
 			for i := range st.Parts {
 				if i < len(s.Parts) {
 					partSecs[i] = append(partSecs[i], s.Parts[i].Seconds)
@@ -580,6 +586,7 @@ func summarize(runs []*runResult) *Report {
 		}
 		if name != StageGenerate {
 			rep.PeakRSSBytes = max(rep.PeakRSSBytes, st.RSSPeakBytes)
+			rep.PeakPrivateBytes = max(rep.PeakPrivateBytes, st.PrivatePeakBytes)
 			rep.PeakHeapBytes = max(rep.PeakHeapBytes, st.HeapPeakBytes)
 		}
 		rep.Stages = append(rep.Stages, st)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"runtime"
 	"strings"
 	"testing"
 )
@@ -27,6 +28,9 @@ func TestRunSmall(t *testing.T) {
 		}
 		if st.Seconds <= 0 || len(st.Runs) != 2 {
 			t.Errorf("%s: %v seconds, runs %v", name, st.Seconds, st.Runs)
+		}
+		if runtime.GOOS == "linux" && (st.PrivatePeakBytes == 0 || st.PrivatePeakBytes > st.RSSPeakBytes) {
+			t.Errorf("%s: private memory %d, resident %d", name, st.PrivatePeakBytes, st.RSSPeakBytes)
 		}
 	}
 	if n := r.Stage(StageExport).Records; n != r.Records {

@@ -21,12 +21,18 @@ import (
 //     that it covers this stage only. It includes SQLite's page caches and
 //     everything outside the Go heap. Where it cannot be reset, the
 //     resident set (VmRSS) is sampled instead.
+//
+// It also samples the resident set less the pages of files mapped into
+// memory (RssAnon and RssShmem): the memory the process holds of its own,
+// without the pages of the binary and of a database file SQLite reads
+// through a memory map, which are the kernel's page cache of those files.
 type memWatch struct {
 	stop     chan struct{}
 	done     sync.WaitGroup
 	mu       sync.Mutex
 	heapPeak uint64
 	rssPeak  uint64 // sampled, for when VmHWM cannot be reset
+	anonPeak uint64 // RssAnon + RssShmem, sampled
 	hwmReset bool
 }
 
@@ -61,19 +67,23 @@ func startMem() *memWatch {
 		defer w.done.Done()
 		t := time.NewTicker(2 * time.Millisecond)
 		defer t.Stop()
-		for {
+		for tick := 0; ; tick++ {
 			select {
 			case <-w.stop:
 				return
 			case <-t.C:
 				h := heapInUse(s)
-				var r uint64
+				var r, a uint64
 				if !w.hwmReset {
 					r = procStatus("VmRSS")
+				}
+				if tick%5 == 0 {
+					a = anonRSS()
 				}
 				w.mu.Lock()
 				w.heapPeak = max(w.heapPeak, h)
 				w.rssPeak = max(w.rssPeak, r)
+				w.anonPeak = max(w.anonPeak, a)
 				w.mu.Unlock()
 			}
 		}
@@ -82,17 +92,24 @@ func startMem() *memWatch {
 }
 
 // end stops sampling and returns the peaks in bytes.
-func (w *memWatch) end() (heap, rss uint64) {
+func (w *memWatch) end() (heap, rss, anon uint64) {
 	h := heapInUse(append([]metrics.Sample(nil), heapSamples...))
+	a := anonRSS()
 	close(w.stop)
 	w.done.Wait()
 	w.heapPeak = max(w.heapPeak, h)
+	w.anonPeak = max(w.anonPeak, a)
 	if w.hwmReset {
 		if v := procStatus("VmHWM"); v > 0 {
-			return w.heapPeak, v
+			return w.heapPeak, v, w.anonPeak
 		}
 	}
-	return w.heapPeak, max(w.rssPeak, procStatus("VmRSS"))
+	return w.heapPeak, max(w.rssPeak, procStatus("VmRSS")), w.anonPeak
+}
+
+// anonRSS returns the resident memory not backed by a file, 0 if unknown.
+func anonRSS() uint64 {
+	return procStatus("RssAnon") + procStatus("RssShmem")
 }
 
 // procStatus returns a "kB" field of /proc/self/status in bytes, 0 if

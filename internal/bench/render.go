@@ -26,19 +26,19 @@ func WriteTable(w io.Writer, r *Report) error {
 		r.Env.GoVersion, r.Env.OS, r.Env.Arch, r.Env.CPUs, r.Env.GOMAXPROCS, r.Env.SQLiteVersion, r.Env.Driver)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "stage\trecords\tseconds\trecords/s\t× floor\tCPU s\tCPU × floor\tGo heap MiB\tRSS MiB\t")
+	fmt.Fprintln(tw, "stage\trecords\tseconds\trecords/s\t× floor\tCPU s\tCPU × floor\tGo heap MiB\tRSS MiB\tprivate MiB\t")
 	for _, s := range r.Stages {
 		rate := "-"
 		if s.RecordsPerSecond > 0 {
 			rate = fmt.Sprintf("%.0f", s.RecordsPerSecond)
 		}
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.3f\t%s\t%.3f\t%.1f\t%.1f\t\n", s.Name, s.Records, secs(s.Seconds), rate, s.FloorRatio,
-			secs(s.CPUSeconds), s.CPUFloorRatio, float64(s.HeapPeakBytes)/mib, float64(s.RSSPeakBytes)/mib)
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%.3f\t%s\t%.3f\t%.1f\t%.1f\t%.1f\t\n", s.Name, s.Records, secs(s.Seconds), rate, s.FloorRatio,
+			secs(s.CPUSeconds), s.CPUFloorRatio, float64(s.HeapPeakBytes)/mib, float64(s.RSSPeakBytes)/mib, float64(s.PrivatePeakBytes)/mib)
 		for _, p := range s.Parts {
-			fmt.Fprintf(tw, "  %s\t\t%s\t\t\t\t\t\t\t\n", p.Name, secs(p.Seconds))
+			fmt.Fprintf(tw, "  %s\t\t%s\t\t\t\t\t\t\t\t\n", p.Name, secs(p.Seconds))
 		}
 	}
-	fmt.Fprintf(tw, "end to end (serialize+export+import)\t%d\t%s\t%.0f\t%.3f\t\t\t\t\t\n", r.Records, secs(r.EndToEndSeconds),
+	fmt.Fprintf(tw, "end to end (serialize+export+import)\t%d\t%s\t%.0f\t%.3f\t\t\t\t\t\t\n", r.Records, secs(r.EndToEndSeconds),
 		float64(r.Records)/r.EndToEndSeconds, r.EndToEndRatio)
 	if err := tw.Flush(); err != nil {
 		return err
@@ -57,8 +57,8 @@ func WriteTable(w io.Writer, r *Report) error {
 	b := r.Bundle
 	fmt.Fprintf(w, "\nbundle: %d bytes, %.1f bytes/record; serialized JSON alone: %.1f bytes/record, zstd -3 %.1f, zstd fastest %.1f; bundle / zstd JSON = %.3f\n",
 		b.Bytes, b.BytesPerRecord, per(b.JSONBytes, b.Records), per(b.ZstdJSONBytes, b.Records), per(b.ZstdFastestJSONBytes, b.Records), b.Ratio)
-	fmt.Fprintf(w, "peak memory of any sync stage: RSS %.1f MiB (SQLite caches included), Go heap %.1f MiB\n",
-		float64(r.PeakRSSBytes)/mib, float64(r.PeakHeapBytes)/mib)
+	fmt.Fprintf(w, "peak memory of any sync stage: RSS %.1f MiB (SQLite caches and mapped files included), private %.1f MiB, Go heap %.1f MiB\n",
+		float64(r.PeakRSSBytes)/mib, float64(r.PeakPrivateBytes)/mib, float64(r.PeakHeapBytes)/mib)
 
 	fmt.Fprintf(w, "\ntargets (set for %d records):\n", 1_000_000)
 	for _, t := range r.Targets {
