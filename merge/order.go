@@ -210,6 +210,10 @@ func order(a, b ranked, rule Rule) int {
 // hard-deleted, or among all if all are; the rest, sorted by dot, are the
 // siblings.
 func arrange(vs []Version, history map[string]int64, rule Rule) State {
+	if len(vs) == 1 {
+		// Nothing to rank: the rule's value (a JSON field) is not read.
+		return State{Head: vs[0], History: history}
+	}
 	live := false
 	for _, v := range vs {
 		if !v.HardDeleted {

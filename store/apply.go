@@ -77,6 +77,7 @@ type Import struct {
 	insert     *sql.Stmt // a new store row
 	update     *sql.Stmt // a store row, by rowid
 	history    *sql.Stmt // a record-max counter
+	local      *sql.Stmt // the local records with the ids of a JSON array
 	// headHistory enters the heads of the store rows listed (a JSON array
 	// of rowids) into their records' histories.
 	headHistory *sql.Stmt
@@ -126,6 +127,12 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 	if err == nil {
 		im.history, err = tx.PrepareContext(ctx, `INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter)
 			VALUES (?, ?, ?) ON CONFLICT (store_model_id, instance_id) DO UPDATE SET counter = max(counter, excluded.counter)`)
+	}
+	if err == nil {
+		// The ids come as one JSON array: one statement prepared once, and
+		// one argument to bind instead of one per record.
+		im.local, err = tx.PrepareContext(ctx, `SELECT s.rowid, `+recordColumns("s")+`
+			FROM morango_store s WHERE s.id IN (SELECT value FROM json_each(?))`)
 	}
 	if err == nil {
 		im.headHistory, err = tx.PrepareContext(ctx, `INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter)
@@ -464,12 +471,15 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 // locals reads the local records with the batch's ids.
 func (im *Import) locals(ctx context.Context, batch []*Record) (map[string]*Record, error) {
 	defer since("import: read local records", time.Now())
-	args := make([]any, len(batch))
+	ids := make([]string, len(batch))
 	for i, r := range batch {
-		args[i] = r.ID
+		ids[i] = r.ID
 	}
-	rows, err := im.tx.QueryContext(ctx, `SELECT s.rowid, `+recordColumns("s")+` FROM morango_store s WHERE s.id IN (?`+
-		strings.Repeat(",?", len(batch)-1)+`)`, args...)
+	list, err := json.Marshal(ids)
+	if err != nil {
+		return nil, fmt.Errorf("read local records: %w", err)
+	}
+	rows, err := im.local.QueryContext(ctx, string(list))
 	if err != nil {
 		return nil, fmt.Errorf("read local records: %w", err)
 	}
