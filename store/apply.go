@@ -69,15 +69,14 @@ func clip(s string) string {
 // Finish deserializes into the app and commits. Until Finish commits,
 // nothing is visible and an interruption leaves the database as it was.
 type Import struct {
-	db         *DB
-	tx         *sql.Tx
-	transferID string
-	res        ImportResult
-	rules      map[string]merge.Rule
-	insert     *sql.Stmt // a new store row
-	update     *sql.Stmt // a store row, by rowid
-	history    *sql.Stmt // a record-max counter
-	local      *sql.Stmt // the local records with the ids of a JSON array
+	db      *DB
+	tx      *sql.Tx
+	res     ImportResult
+	rules   map[string]merge.Rule
+	insert  *sql.Stmt // a new store row
+	update  *sql.Stmt // a store row, by rowid
+	history *sql.Stmt // a record-max counter
+	local   *sql.Stmt // the local records with the ids of a JSON array
 	// headHistory enters the heads of the store rows listed (a JSON array
 	// of rowids) into their records' histories.
 	headHistory *sql.Stmt
@@ -92,7 +91,7 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 	if err != nil {
 		return nil, fmt.Errorf("begin import: %w", err)
 	}
-	im := &Import{db: db, tx: tx, transferID: transferID, rules: map[string]merge.Rule{}}
+	im := &Import{db: db, tx: tx, rules: map[string]merge.Rule{}}
 	im.res.PerModel = map[string]int64{}
 	if im.res.Serialized, err = db.serialize(ctx, tx); err != nil {
 		im.Abort()
@@ -110,15 +109,19 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 		_, err = tx.ExecContext(ctx, `DELETE FROM temp.morango_incoming`)
 	}
 	if err == nil {
-		im.insert, err = tx.PrepareContext(ctx, `INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
+		// The profile (Add refuses records of another) and the transfer
+		// are the same for every row: they are part of the statement,
+		// not arguments to bind for each.
+		im.insert, err = tx.PrepareContext(ctx, fmt.Sprintf(`INSERT INTO morango_store (id, profile, serialized, deleted, hard_deleted,
 			last_saved_instance, last_saved_counter, partition, source_id, model_name, conflicting_serialized_data,
-			_self_ref_fk, last_transfer_session_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`)
+			_self_ref_fk, last_transfer_session_id) VALUES (?, %s, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s)`,
+			literal(db.profile.Name), literal(transferID)))
 	}
 	if err == nil {
-		im.update, err = tx.PrepareContext(ctx, `UPDATE morango_store SET serialized = ?, deleted = ?, hard_deleted = ?,
+		im.update, err = tx.PrepareContext(ctx, fmt.Sprintf(`UPDATE morango_store SET serialized = ?, deleted = ?, hard_deleted = ?,
 			last_saved_instance = ?, last_saved_counter = ?, conflicting_serialized_data = ?, _self_ref_fk = ?,
-			deserialization_error = CASE WHEN ? THEN '' ELSE deserialization_error END, last_transfer_session_id = ?
-			WHERE rowid = ?`)
+			deserialization_error = CASE WHEN ? THEN '' ELSE deserialization_error END, last_transfer_session_id = %s
+			WHERE rowid = ?`, literal(transferID)))
 	}
 	if err == nil {
 		im.incoming, err = tx.PrepareContext(ctx, `INSERT INTO temp.morango_incoming (model, rid)
@@ -306,7 +309,7 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 		}
 		// A later record of the batch with the same id merges into this
 		// result, not into the state read before the batch.
-		local[in.ID] = w.add(in, cur, out, im.transferID)
+		local[in.ID] = w.add(in, cur, out)
 	}
 	return im.flush(ctx, &w)
 }
@@ -324,13 +327,12 @@ type pendingRow struct {
 	rec   Record
 	rowid int64 // of the local row; 0 for a new one
 	dirty bool
-	xfer  string
 	// headEntry: the record's head enters its history (see flush).
 	headEntry bool
 }
 
 // add records the result of one merge and returns the record's new state.
-func (w *batchWriter) add(in, cur *Record, out merge.Result, transferID string) *Record {
+func (w *batchWriter) add(in, cur *Record, out merge.Result) *Record {
 	st := out.State
 	base := in
 	if cur != nil {
@@ -344,7 +346,7 @@ func (w *batchWriter) add(in, cur *Record, out merge.Result, transferID string) 
 		SourceID: base.SourceID, Serialized: st.Head.Serialized, Deleted: st.Head.Deleted, HardDeleted: st.Head.HardDeleted,
 		LastSavedInstance: st.Head.Instance, LastSavedCounter: st.Head.Counter, Conflicting: merge.EncodeSiblings(st.Siblings),
 		SelfRefFK: selfRef.SelfRefFK, History: historyList(st.History)},
-		dirty: out.Dirty || cur == nil, xfer: transferID}
+		dirty: out.Dirty || cur == nil}
 	if cur != nil {
 		r.rowid, r.rec.rowid = cur.rowid, cur.rowid
 	}
@@ -389,9 +391,9 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 		p := &w.rows[i]
 		r := &p.rec
 		if p.rowid == 0 {
-			res, err := im.insert.ExecContext(ctx, r.ID, r.Profile, r.Serialized, r.Deleted, r.HardDeleted,
+			res, err := im.insert.ExecContext(ctx, r.ID, r.Serialized, r.Deleted, r.HardDeleted,
 				r.LastSavedInstance, r.LastSavedCounter, r.Partition, r.SourceID, r.ModelName,
-				r.Conflicting, r.SelfRefFK, p.xfer)
+				r.Conflicting, r.SelfRefFK)
 			if err == nil {
 				p.rowid, err = res.LastInsertId()
 			}
@@ -400,7 +402,7 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 			}
 		} else {
 			_, err := im.update.ExecContext(ctx, r.Serialized, r.Deleted, r.HardDeleted, r.LastSavedInstance, r.LastSavedCounter,
-				r.Conflicting, r.SelfRefFK, p.dirty, p.xfer, p.rowid)
+				r.Conflicting, r.SelfRefFK, p.dirty, p.rowid)
 			if err != nil {
 				return fmt.Errorf("write record %s: %w", r.ID, err)
 			}

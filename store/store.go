@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,10 +107,16 @@ func dsn(path string, immediate bool) string {
 		"_pragma=foreign_keys(0)",
 	}
 	if immediate {
-		q = append(q, "_txlock=immediate")
+		// Sorts of the writer (rebuilding an index after a bulk write)
+		// use the other cores.
+		q = append(q, "_txlock=immediate", fmt.Sprintf("_pragma=threads(%d)", sortThreads()))
 	}
 	return path + "?" + strings.Join(q, "&")
 }
+
+// sortThreads is the number of helper threads SQLite may start for a
+// sort: one per core beyond the first, up to 3.
+func sortThreads() int { return min(max(runtime.NumCPU()-1, 0), 3) }
 
 func openHandles(path string) (w, r *sql.DB, err error) {
 	registerFunctions()
