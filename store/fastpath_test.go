@@ -183,3 +183,37 @@ func importBatch(t *testing.T, db *DB, batch []*Record, claims []fsic.MaxCounter
 		t.Fatal(err)
 	}
 }
+
+// A serialization in several transactions takes each its rows off the
+// dirty list by a range of ids: rows that fail in the middle of a
+// transaction's range stay on it with their reason, the others all leave.
+func TestSerializeChunksWithFailures(t *testing.T) {
+	defer func(n int64) { SerializeChunk = n }(SerializeChunk)
+	SerializeChunk = 3
+	ctx := context.Background()
+	d := newDevice(t, "d")
+	d.init(ctx)
+	d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'D')`, dsID)
+	var bad int
+	for i := range 14 {
+		id := fmt.Sprintf("%032x", i+1)
+		if i%4 == 1 || i == 13 {
+			id = strings.ToUpper(fmt.Sprintf("%031x", i+1)) + "F" // sorts between good ids, fails the id check
+			bad++
+		}
+		d.exec(`INSERT INTO person (id, dataset_id, name) VALUES (?, ?, 'p')`, id, dsID)
+	}
+	res := d.serialize(ctx)
+	if res.Created != int64(15-bad) || res.Failed != int64(bad) {
+		t.Fatalf("serialize: %+v, want %d created, %d failed", res, 15-bad, bad)
+	}
+	if n := d.count(`SELECT count(*) FROM morango_dirty WHERE error = ''`); n != 0 {
+		t.Errorf("%d rows left dirty without an error", n)
+	}
+	if n := d.count(`SELECT count(*) FROM morango_dirty WHERE error <> ''`); n != bad {
+		t.Errorf("%d rows with an error, want %d", n, bad)
+	}
+	if n := d.count(`SELECT count(*) FROM morango_store`); n != 15-bad {
+		t.Errorf("%d records, want %d", n, 15-bad)
+	}
+}

@@ -325,7 +325,7 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	}
 	n, err := s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_work (id, stored)
 		SELECT d.id, EXISTS (SELECT 1 FROM morango_store s WHERE s.id = d.id) FROM morango_dirty d
-		WHERE d.model = %s AND d.error = ''%s`, model, limit))
+		WHERE d.model = %s AND d.error = '' ORDER BY d.id%s`, model, limit))
 	if err != nil || n == 0 {
 		return err
 	}
@@ -442,9 +442,11 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 // in temp.morango_work if some, every row without an error otherwise.
 func (s *serializer) done(ctx context.Context, model string, some bool) error {
 	if some {
-		// Only the rows taken: the others wait for the next transaction.
+		// Only the rows taken, the first in id order of those without an
+		// error (those that failed have one now): the others wait for the
+		// next transaction. A range of the key, not a lookup per row.
 		return s.exec(ctx, fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''
-			AND id IN (SELECT id FROM temp.morango_work)`, model))
+			AND id <= (SELECT max(id) FROM temp.morango_work)`, model))
 	}
 	return s.exec(ctx, fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND error = ''`, model))
 }
