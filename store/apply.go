@@ -82,7 +82,11 @@ type Import struct {
 	headHistory *sql.Stmt
 	incoming    *sql.Stmt // rowids of records to deserialize
 	rebuild     []string  // indexes dropped for a bulk import, rebuilt by Finish
-	done        bool
+	// seen holds the ids this import wrote, when the store was empty as
+	// it began (nil otherwise): an id it has not seen has no local
+	// record, and is not looked up.
+	seen *seenSet
+	done bool
 }
 
 // BeginImport starts applying the transfer transferID.
@@ -99,6 +103,14 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 	}
 	for _, m := range db.profile.Models {
 		im.rules[m.Name] = ruleFor(m)
+	}
+	var empty bool
+	if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM morango_store)`).Scan(&empty); err != nil {
+		im.Abort()
+		return nil, fmt.Errorf("begin import: %w", err)
+	}
+	if empty {
+		im.seen = newSeenSet(0)
 	}
 	// One row per statement: a multi-row INSERT is compiled as a SELECT
 	// and needs a statement journal, which costs more than it saves. New
@@ -189,6 +201,9 @@ var minBulk int64 = 10000
 // store's indexes keyed by partition are dropped, and Finish rebuilds them,
 // identical, inside the same transaction. Expect must come before Add.
 func (im *Import) Expect(ctx context.Context, records int64) error {
+	if im.seen != nil && im.res.Received == 0 {
+		im.seen = newSeenSet(records)
+	}
 	if records < minBulk || im.rebuild != nil || im.res.Received > 0 {
 		return nil
 	}
@@ -229,9 +244,11 @@ func dropForBulk(ctx context.Context, tx *sql.Tx, records int64) ([]string, erro
 // rebuildIndexes rebuilds the indexes dropForBulk dropped.
 func rebuildIndexes(ctx context.Context, tx *sql.Tx, defs []string) error {
 	for _, def := range defs {
+		start := time.Now()
 		if _, err := tx.ExecContext(ctx, def); err != nil {
 			return fmt.Errorf("rebuild index: %w", err)
 		}
+		since(def, start)
 	}
 	return nil
 }
@@ -410,6 +427,9 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 		if p.dirty {
 			dirty[r.ModelName] = append(dirty[r.ModelName], p.rowid)
 		}
+		if im.seen != nil {
+			im.seen.add(r.ID)
+		}
 	}
 	since("import: write store rows", start)
 	start = time.Now()
@@ -473,9 +493,15 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 // locals reads the local records with the batch's ids.
 func (im *Import) locals(ctx context.Context, batch []*Record) (map[string]*Record, error) {
 	defer since("import: read local records", time.Now())
-	ids := make([]string, len(batch))
-	for i, r := range batch {
-		ids[i] = r.ID
+	ids := make([]string, 0, len(batch))
+	for _, r := range batch {
+		if im.seen == nil || im.seen.contains(r.ID) {
+			ids = append(ids, r.ID)
+		}
+	}
+	local := make(map[string]*Record, len(batch))
+	if len(ids) == 0 {
+		return local, nil
 	}
 	list, err := json.Marshal(ids)
 	if err != nil {
@@ -486,7 +512,6 @@ func (im *Import) locals(ctx context.Context, batch []*Record) (map[string]*Reco
 		return nil, fmt.Errorf("read local records: %w", err)
 	}
 	defer rows.Close()
-	local := make(map[string]*Record, len(batch))
 	for rows.Next() {
 		r := new(Record)
 		if err := scanRecord(withRowid{rows, &r.rowid}, r); err != nil {
@@ -549,11 +574,9 @@ var ErrAlreadyApplied = errors.New("bundle already applied")
 func (im *Import) Finish(ctx context.Context, a Applied) (*ImportResult, error) {
 	defer im.Abort()
 	var err error
-	start := time.Now()
 	if err := rebuildIndexes(ctx, im.tx, im.rebuild); err != nil {
 		return nil, err
 	}
-	since("import: rebuild indexes", start)
 	im.rebuild = nil
 	if im.res.Deserialize, err = im.db.deserialize(ctx, im.tx); err != nil {
 		return nil, err
@@ -565,7 +588,7 @@ func (im *Import) Finish(ctx context.Context, a Applied) (*ImportResult, error) 
 			return nil, fmt.Errorf("record applied bundle: %w", err)
 		}
 	}
-	start = time.Now()
+	start := time.Now()
 	if err := im.tx.Commit(); err != nil {
 		return nil, fmt.Errorf("commit import: %w", err)
 	}

@@ -217,3 +217,66 @@ func TestSerializeChunksWithFailures(t *testing.T) {
 		t.Errorf("%d records, want %d", n, 15-bad)
 	}
 }
+
+// The filter of ids an import wrote never misses one, and seldom
+// reports an id it was not given.
+func TestSeenSet(t *testing.T) {
+	s := newSeenSet(100000)
+	for i := range 100000 {
+		s.add(fmt.Sprintf("%032x", i))
+	}
+	for i := range 100000 {
+		if !s.contains(fmt.Sprintf("%032x", i)) {
+			t.Fatalf("id %d added but not seen", i)
+		}
+	}
+	var fp int
+	for i := range 100000 {
+		if s.contains(fmt.Sprintf("%032x", 1<<40+i)) {
+			fp++
+		}
+	}
+	if fp > 200 {
+		t.Errorf("%d of 100000 ids never added reported as seen", fp)
+	}
+}
+
+// An import into an empty store merges a record that comes twice, in two
+// batches, into one: the second is looked up, found and merged.
+func TestImportRepeatedIntoEmptyStore(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "d")
+	d.init(ctx)
+	x := strings.Repeat("1", 32)
+	rec := func(name string, c int64) *Record {
+		return &Record{ID: dsID, Profile: "testdata", ModelName: "dataset", Partition: dsID,
+			Serialized: fmt.Sprintf(`{"id":"%s","name":"%s"}`, dsID, name), LastSavedInstance: x, LastSavedCounter: c,
+			History: []HistoryEntry{{x, c}}}
+	}
+	im, err := d.db.BeginImport(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Abort()
+	if im.seen == nil {
+		t.Fatal("an import into an empty store does not filter its lookups")
+	}
+	for _, b := range [][]*Record{{rec("one", 1)}, {rec("two", 2)}} {
+		if err := im.Add(ctx, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := im.Result()
+	if r.New != 1 || r.FastForward != 1 || r.Refused != 0 {
+		t.Fatalf("result %+v, want 1 new and 1 fast-forward", r)
+	}
+	if _, err := im.Finish(ctx, Applied{}); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.count(`SELECT count(*) FROM morango_store`); n != 1 {
+		t.Errorf("%d store rows, want 1", n)
+	}
+	if got := d.storeRow(dsID); got.LSC != 2 || !strings.Contains(got.Serialized, "two") {
+		t.Errorf("record %+v, want the second version", got)
+	}
+}
