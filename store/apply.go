@@ -10,8 +10,12 @@ import (
 	"strings"
 	"time"
 
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
 	"github.com/morango-sync/morango/fsic"
 	"github.com/morango-sync/morango/merge"
+	"github.com/morango-sync/morango/profile"
 )
 
 // Refusal is an incoming record that was not merged, and why.
@@ -86,7 +90,12 @@ type Import struct {
 	// it began (nil otherwise): an id it has not seen has no local
 	// record, and is not looked up.
 	seen *seenSet
-	done bool
+	// direct holds, for each model, the statement that writes records
+	// into the app table as they are merged, while that is possible (see
+	// startDirect); nil otherwise. directWritten counts the rows it wrote.
+	direct        map[string]*sql.Stmt
+	directWritten int64
+	done          bool
 }
 
 // BeginImport starts applying the transfer transferID.
@@ -111,6 +120,10 @@ func (db *DB) BeginImport(ctx context.Context, transferID string) (*Import, erro
 	}
 	if empty {
 		im.seen = newSeenSet(0)
+		if err := im.startDirect(ctx); err != nil {
+			im.Abort()
+			return nil, fmt.Errorf("begin import: %w", err)
+		}
 	}
 	// One row per statement: a multi-row INSERT is compiled as a SELECT
 	// and needs a statement journal, which costs more than it saves. New
@@ -287,6 +300,11 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 			continue
 		}
 		cur := local[in.ID]
+		if cur != nil && im.direct != nil {
+			if err := im.stopDirect(ctx); err != nil {
+				return err
+			}
+		}
 		if cur != nil && (cur.ModelName != in.ModelName || cur.Partition != in.Partition) {
 			im.res.Refuse(in, fmt.Sprintf("id already used here by %s in partition %q", cur.ModelName, cur.Partition))
 			continue
@@ -402,7 +420,8 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 	}
 	ctx = context.WithoutCancel(ctx)
 	sort.Slice(w.rows, func(a, b int) bool { return w.rows[a].rec.ID < w.rows[b].rec.ID })
-	dirty := map[string][]int64{} // model → rowids of the records to deserialize
+	dirty := map[string][]int64{}  // model → rowids of the records to deserialize
+	direct := map[string][]int64{} // model → rowids of the records to write in the app now
 	start := time.Now()
 	for i := range w.rows {
 		p := &w.rows[i]
@@ -424,7 +443,11 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 				return fmt.Errorf("write record %s: %w", r.ID, err)
 			}
 		}
-		if p.dirty {
+		switch {
+		case !p.dirty:
+		case im.direct != nil && im.direct[r.ModelName] != nil && !r.Deleted:
+			direct[r.ModelName] = append(direct[r.ModelName], p.rowid)
+		default:
 			dirty[r.ModelName] = append(dirty[r.ModelName], p.rowid)
 		}
 		if im.seen != nil {
@@ -432,6 +455,22 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 		}
 	}
 	since("import: write store rows", start)
+	start = time.Now()
+	// Parents first: a batch's children find the parents it wrote.
+	for _, m := range im.db.profile.Ordered() {
+		rids := direct[m.Name]
+		if len(rids) == 0 {
+			continue
+		}
+		left, err := im.writeDirect(ctx, m, rids)
+		if err != nil {
+			return err
+		}
+		if len(left) > 0 {
+			dirty[m.Name] = append(dirty[m.Name], left...)
+		}
+	}
+	since("import: write app rows", start)
 	start = time.Now()
 	defer since("import: list rows to deserialize, write histories", start)
 	for model, rids := range dirty {
@@ -581,6 +620,7 @@ func (im *Import) Finish(ctx context.Context, a Applied) (*ImportResult, error) 
 	if im.res.Deserialize, err = im.db.deserialize(ctx, im.tx); err != nil {
 		return nil, err
 	}
+	im.res.Deserialize.Written += im.directWritten
 	if a.TransferID != "" {
 		_, err := im.tx.ExecContext(ctx, `INSERT INTO morango_appliedbundle (transfer_id, sha256, sender_instance_id, records, applied_at)
 			VALUES (?, ?, ?, ?, ?) ON CONFLICT (transfer_id) DO NOTHING`, a.TransferID, a.SHA256, a.SenderInstance, a.Records, now())
@@ -602,4 +642,131 @@ func (db *DB) AppliedBundle(ctx context.Context, transferID string) (bool, error
 	var n int
 	err := db.r.QueryRowContext(ctx, `SELECT count(*) FROM morango_appliedbundle WHERE transfer_id = ?`, transferID).Scan(&n)
 	return n > 0, err
+}
+
+// writeDirectly switches startDirect on; tests compare both ways.
+var writeDirectly = true
+
+// startDirect has the import write records into the app's tables as it
+// merges them, while their pages are still in SQLite's cache, instead of
+// listing them for Finish to read back from the store and deserialize.
+//
+// It is for the first import of a device: the store and every synced app
+// table are empty as the import begins. Then every record is new, every
+// app row present was written by this import from a live record, and a
+// record written this way is final: Finish never deletes its row, since
+// nothing this import brings can delete a record it holds unless a record
+// comes twice, which stops writing directly (stopDirect). Records that
+// cannot be written yet (deleted ones, those whose foreign-key target is
+// not in the app, those the app's constraints refuse) are listed for
+// Finish, which deserializes them as any import does.
+func (im *Import) startDirect(ctx context.Context) error {
+	if !writeDirectly {
+		return nil
+	}
+	for _, m := range im.db.profile.Models {
+		var used bool
+		if err := im.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+quote(m.Table)+`)`).Scan(&used); err != nil {
+			return err
+		}
+		if used {
+			return nil
+		}
+	}
+	// The app's triggers must not take these writes for the app's own
+	// (deserialize removes the row at its end).
+	if _, err := im.tx.ExecContext(ctx, `INSERT INTO morango_applying (active) VALUES (1)`); err != nil {
+		return err
+	}
+	im.direct = map[string]*sql.Stmt{}
+	for _, m := range im.db.profile.Models {
+		t := im.db.schema[m.Table]
+		q := insertSQL(t, syncedColumns(t, m)) +
+			` FROM json_each(?) j CROSS JOIN morango_store s ON s.rowid = j.value WHERE NOT s.deleted`
+		if fk := im.db.fkReadySQL(m); fk != "" {
+			q += " AND " + fk
+		}
+		st, err := im.tx.PrepareContext(ctx, q)
+		if err != nil {
+			return err
+		}
+		im.direct[m.Name] = st
+	}
+	return nil
+}
+
+// writeDirect writes the records of m whose store rowids are rids into
+// its app table, and returns the rowids of those it could not write.
+func (im *Import) writeDirect(ctx context.Context, m *profile.Model, rids []int64) ([]int64, error) {
+	list, err := json.Marshal(rids)
+	if err != nil {
+		return nil, err
+	}
+	r, err := im.direct[m.Name].ExecContext(ctx, string(list))
+	if err != nil {
+		// The app's constraints refused a row: the statement wrote
+		// nothing, and Finish writes the rows one by one with the reason
+		// of each refusal. Any other error ends the import.
+		if refused(err) {
+			return rids, nil
+		}
+		return nil, fmt.Errorf("write %s rows: %w", m.Name, err)
+	}
+	n, err := r.RowsAffected()
+	if err != nil {
+		return nil, err
+	}
+	im.directWritten += n
+	if n == int64(len(rids)) {
+		return nil, nil
+	}
+	// Some could not be written yet. Every app row was written by this
+	// import from the record of its id, so those not in the table are
+	// the ones left.
+	rows, err := im.tx.QueryContext(ctx, fmt.Sprintf(`SELECT j.value FROM json_each(?) j CROSS JOIN morango_store s ON s.rowid = j.value
+		WHERE NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, quote(m.Table)), string(list))
+	if err != nil {
+		return nil, fmt.Errorf("write %s rows: %w", m.Name, err)
+	}
+	defer rows.Close()
+	left := make([]int64, 0, int64(len(rids))-n)
+	for rows.Next() {
+		var rid int64
+		if err := rows.Scan(&rid); err != nil {
+			return nil, err
+		}
+		left = append(left, rid)
+	}
+	return left, rows.Err()
+}
+
+// stopDirect ends direct writing: every record in the store, all written
+// by this import, is listed for Finish to deserialize, and those already
+// in the app are written again, the same.
+func (im *Import) stopDirect(ctx context.Context) error {
+	for _, st := range im.direct {
+		st.Close()
+	}
+	im.direct = nil
+	im.directWritten = 0
+	_, err := im.tx.ExecContext(ctx, `INSERT INTO temp.morango_incoming (model, rid)
+		SELECT model_name, rowid FROM morango_store WHERE true ON CONFLICT DO NOTHING`)
+	if err != nil {
+		return fmt.Errorf("list records to deserialize: %w", err)
+	}
+	return nil
+}
+
+// refused reports whether err is SQLite refusing a statement for a
+// constraint or a value's type, which leaves the transaction as it was.
+func refused(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff {
+	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH:
+		return true
+	}
+	return false
 }

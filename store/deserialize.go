@@ -191,19 +191,9 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 
 	// Rows are written once every foreign-key target exists in the app;
 	// a self-referencing model is written in waves, parents first.
-	var fkReady []string
-	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
-		tm := d.db.profile.Model(m.ForeignKeys[col])
-		if tm == nil {
-			continue
-		}
-		// json_extract is NULL both for a missing key and for a JSON null.
-		fkReady = append(fkReady, fmt.Sprintf(`(json_extract(s.serialized, %[1]s) IS NULL
-			OR EXISTS (SELECT 1 FROM %[2]s f WHERE f.id = json_extract(s.serialized, %[1]s)))`, jsonPath(col), quote(tm.Table)))
-	}
 	ready := `SELECT t.rid FROM ` + todo + ` WHERE NOT s.deleted`
-	if len(fkReady) > 0 {
-		ready += " AND " + strings.Join(fkReady, " AND ")
+	if fk := d.db.fkReadySQL(m); fk != "" {
+		ready += " AND " + fk
 	}
 	cols := syncedColumns(t, m)
 	for d.left > 0 {
@@ -364,16 +354,6 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 // the app table: existing rows are updated, others inserted.
 func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, rids string) (int64, error) {
 	table := quote(t.Name)
-	// value is the column's value in the record, or other if the record
-	// lacks the key (a JSON null gives NULL): json_extract is NULL for a
-	// missing key and for a null, so json_type is asked only then.
-	value := func(c, other string) string {
-		if other == "NULL" {
-			return fmt.Sprintf(`json_extract(s.serialized, %s)`, jsonPath(c))
-		}
-		return fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s), CASE WHEN json_type(s.serialized, %[1]s) IS NULL THEN %[2]s END)`,
-			jsonPath(c), other)
-	}
 	// An empty table (the first import of a device) has no rows to update,
 	// and the rows inserted need not be looked for.
 	var empty bool
@@ -385,7 +365,7 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 		if c == "id" {
 			continue
 		}
-		sets = append(sets, fmt.Sprintf(`%s = %s`, quote(c), value(c, table+"."+quote(c))))
+		sets = append(sets, fmt.Sprintf(`%s = %s`, quote(c), recordValue(c, table+"."+quote(c))))
 	}
 	var n int64
 	if len(sets) > 0 && !empty {
@@ -398,6 +378,36 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 			return 0, err
 		}
 	}
+	q := insertSQL(t, cols) + fmt.Sprintf(` FROM morango_store s WHERE s.rowid IN (%s)`, rids)
+	if !empty {
+		q += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, table)
+	}
+	defer since(q, time.Now())
+	r, err := d.tx.ExecContext(ctx, q)
+	if err != nil {
+		return 0, err
+	}
+	m, err := r.RowsAffected()
+	return n + m, err
+}
+
+// recordValue is the value of column c in the record of the store row
+// aliased s, or other if the record lacks the key (a JSON null gives
+// NULL): json_extract is NULL for a missing key and for a null, so
+// json_type is asked only then.
+func recordValue(c, other string) string {
+	if other == "NULL" {
+		return fmt.Sprintf(`json_extract(s.serialized, %s)`, jsonPath(c))
+	}
+	return fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s), CASE WHEN json_type(s.serialized, %[1]s) IS NULL THEN %[2]s END)`,
+		jsonPath(c), other)
+}
+
+// insertSQL returns the start of a statement inserting the records of the
+// store rows aliased s into the app table t, up to its FROM clause: the
+// columns cols, each from the record, or its default where the record
+// lacks the key.
+func insertSQL(t *tableInfo, cols []string) string {
 	var names, values []string
 	for _, c := range cols {
 		names = append(names, quote(c))
@@ -409,18 +419,24 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 			values = append(values, "s.id")
 			continue
 		}
-		values = append(values, value(c, def))
+		values = append(values, recordValue(c, def))
 	}
-	q := fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s FROM morango_store s WHERE s.rowid IN (%s)`,
-		table, strings.Join(names, ", "), strings.Join(values, ", "), rids)
-	if !empty {
-		q += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, table)
+	return fmt.Sprintf(`INSERT INTO %s (%s) SELECT %s`, quote(t.Name), strings.Join(names, ", "), strings.Join(values, ", "))
+}
+
+// fkReadySQL returns the condition, on the store row aliased s, that every
+// foreign-key target of the record exists in the app (or the key is null
+// or absent); "" for a model without foreign keys to synced models.
+func (db *DB) fkReadySQL(m *profile.Model) string {
+	var fkReady []string
+	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
+		tm := db.profile.Model(m.ForeignKeys[col])
+		if tm == nil {
+			continue
+		}
+		// json_extract is NULL both for a missing key and for a JSON null.
+		fkReady = append(fkReady, fmt.Sprintf(`(json_extract(s.serialized, %[1]s) IS NULL
+			OR EXISTS (SELECT 1 FROM %[2]s f WHERE f.id = json_extract(s.serialized, %[1]s)))`, jsonPath(col), quote(tm.Table)))
 	}
-	defer since(q, time.Now())
-	r, err := d.tx.ExecContext(ctx, q)
-	if err != nil {
-		return 0, err
-	}
-	m, err := r.RowsAffected()
-	return n + m, err
+	return strings.Join(fkReady, " AND ")
 }

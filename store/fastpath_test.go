@@ -279,4 +279,8 @@ func TestImportRepeatedIntoEmptyStore(t *testing.T) {
 	if got := d.storeRow(dsID); got.LSC != 2 || !strings.Contains(got.Serialized, "two") {
 		t.Errorf("record %+v, want the second version", got)
 	}
+	var name string
+	if err := d.app.QueryRow(`SELECT name FROM dataset WHERE id = ?`, dsID).Scan(&name); err != nil || name != "two" {
+		t.Errorf("app row %q (%v), want the second version", name, err)
+	}
 }
