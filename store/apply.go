@@ -652,25 +652,24 @@ var writeDirectly = true
 // listing them for Finish to read back from the store and deserialize.
 //
 // It is for the first import of a device: the store and every synced app
-// table are empty as the import begins. Then every record is new, every
-// app row present was written by this import from a live record, and a
-// record written this way is final: Finish never deletes its row, since
-// nothing this import brings can delete a record it holds unless a record
-// comes twice, which stops writing directly (stopDirect). Records that
-// cannot be written yet (deleted ones, those whose foreign-key target is
-// not in the app, those the app's constraints refuse) are listed for
-// Finish, which deserializes them as any import does.
+// table are empty as the import begins, and the tables have nothing of the
+// app's own that makes the rows they end with depend on the order in which
+// they are written (directTable). Then every record is new, every app row
+// present was written by this import from a live record, and a record
+// written this way is final: Finish never deletes its row, since nothing
+// this import brings can delete a record it holds unless a record comes
+// twice, which undoes the direct writes (stopDirect). Records that cannot
+// be written yet (deleted ones, those whose foreign-key target is not in
+// the app, those the app's constraints refuse) are listed for Finish,
+// which deserializes them as any import does.
 func (im *Import) startDirect(ctx context.Context) error {
 	if !writeDirectly {
 		return nil
 	}
 	for _, m := range im.db.profile.Models {
-		var used bool
-		if err := im.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+quote(m.Table)+`)`).Scan(&used); err != nil {
+		ok, err := im.directTable(ctx, m)
+		if err != nil || !ok {
 			return err
-		}
-		if used {
-			return nil
 		}
 	}
 	// The app's triggers must not take these writes for the app's own
@@ -695,6 +694,30 @@ func (im *Import) startDirect(ctx context.Context) error {
 	return nil
 }
 
+// directTable reports whether the app table of m can take records as
+// they are merged: it is empty, and nothing of the app's own can make the
+// rows it holds depend on the order in which they are written, nor undo
+// more than the statement that writes them: no triggers but morango's, no
+// unique index but the primary key's, no CHECK, UNIQUE or ON CONFLICT
+// clause.
+func (im *Import) directTable(ctx context.Context, m *profile.Model) (bool, error) {
+	var used bool
+	var def string
+	var triggers, unique int
+	err := im.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+quote(m.Table)+`),
+		(SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1),
+		(SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name NOT IN (?2, ?3, ?4)),
+		(SELECT count(*) FROM pragma_index_list(?1) WHERE "unique" AND origin <> 'pk')`,
+		m.Table, "morango_"+m.Table+"_insert", "morango_"+m.Table+"_update", "morango_"+m.Table+"_delete").
+		Scan(&used, &def, &triggers, &unique)
+	if err != nil {
+		return false, fmt.Errorf("inspect table %s: %w", m.Table, err)
+	}
+	def = strings.ToUpper(def)
+	clauses := strings.Contains(def, "CHECK") || strings.Contains(def, "UNIQUE") || strings.Contains(def, "CONFLICT")
+	return !used && triggers == 0 && unique == 0 && !clauses, nil
+}
+
 // writeDirect writes the records of m whose store rowids are rids into
 // its app table, and returns the rowids of those it could not write.
 func (im *Import) writeDirect(ctx context.Context, m *profile.Model, rids []int64) ([]int64, error) {
@@ -704,13 +727,29 @@ func (im *Import) writeDirect(ctx context.Context, m *profile.Model, rids []int6
 	}
 	r, err := im.direct[m.Name].ExecContext(ctx, string(list))
 	if err != nil {
-		// The app's constraints refused a row: the statement wrote
-		// nothing, and Finish writes the rows one by one with the reason
-		// of each refusal. Any other error ends the import.
-		if refused(err) {
-			return rids, nil
+		// The app's constraints refused a row, or a record's data is
+		// not what SQLite can read: the statement wrote nothing. The rows
+		// are written one by one, and Finish writes those refused again
+		// and keeps the reason. Any other error ends the import.
+		if !refused(err) {
+			return nil, fmt.Errorf("write %s rows: %w", m.Name, err)
 		}
-		return nil, fmt.Errorf("write %s rows: %w", m.Name, err)
+		var left []int64
+		for _, rid := range rids {
+			r, err := im.direct[m.Name].ExecContext(ctx, fmt.Sprintf("[%d]", rid))
+			var n int64
+			if err == nil {
+				n, err = r.RowsAffected()
+			}
+			switch {
+			case err != nil && !refused(err):
+				return nil, fmt.Errorf("write %s rows: %w", m.Name, err)
+			case err != nil || n == 0:
+				left = append(left, rid)
+			}
+			im.directWritten += n
+		}
+		return left, nil
 	}
 	n, err := r.RowsAffected()
 	if err != nil {
@@ -740,15 +779,21 @@ func (im *Import) writeDirect(ctx context.Context, m *profile.Model, rids []int6
 	return left, rows.Err()
 }
 
-// stopDirect ends direct writing: every record in the store, all written
-// by this import, is listed for Finish to deserialize, and those already
-// in the app are written again, the same.
+// stopDirect ends direct writing: the rows it wrote leave the app tables
+// (the tables were empty, so they are all of their rows), and every record
+// in the store, all written by this import, is listed for Finish to
+// deserialize, as if none had been written directly.
 func (im *Import) stopDirect(ctx context.Context) error {
 	for _, st := range im.direct {
 		st.Close()
 	}
 	im.direct = nil
 	im.directWritten = 0
+	for _, m := range im.db.profile.Models {
+		if _, err := im.tx.ExecContext(ctx, `DELETE FROM `+quote(m.Table)); err != nil {
+			return fmt.Errorf("undo direct writes to %s: %w", m.Table, err)
+		}
+	}
 	_, err := im.tx.ExecContext(ctx, `INSERT INTO temp.morango_incoming (model, rid)
 		SELECT model_name, rowid FROM morango_store WHERE true ON CONFLICT DO NOTHING`)
 	if err != nil {
@@ -757,15 +802,18 @@ func (im *Import) stopDirect(ctx context.Context) error {
 	return nil
 }
 
-// refused reports whether err is SQLite refusing a statement for a
-// constraint or a value's type, which leaves the transaction as it was.
+// refused reports whether err is SQLite refusing a statement for what it
+// was asked to write (a constraint, a value's type or size, data it cannot
+// read), which undoes the statement and leaves the transaction as it was.
+// The tables written directly have no clause or trigger that could undo
+// more (see directTable); errors of the disk or of memory end the import.
 func refused(err error) bool {
 	var se *sqlite.Error
 	if !errors.As(err, &se) {
 		return false
 	}
 	switch se.Code() & 0xff {
-	case sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH:
+	case sqlite3.SQLITE_ERROR, sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG:
 		return true
 	}
 	return false

@@ -58,7 +58,13 @@ func newDevice(t *testing.T, name string) *device {
 
 func (d *device) init(ctx context.Context) {
 	d.t.Helper()
-	p, err := profile.Parse([]byte(testProfile))
+	d.initWith(ctx, testProfile)
+}
+
+// initWith installs sync with the profile def.
+func (d *device) initWith(ctx context.Context, def string) {
+	d.t.Helper()
+	p, err := profile.Parse([]byte(def))
 	if err != nil {
 		d.t.Fatal(err)
 	}
