@@ -728,6 +728,39 @@ func TestRecordFieldsOutsideScope(t *testing.T) {
 	}
 }
 
+// TestRecordDataSQLiteCannotRead: a signer's records whose data Go reads
+// but SQLite would not (an object followed by more text, nesting deeper
+// than SQLite reads) are refused as the bundle is read, with the reason;
+// the signer's other records are imported.
+func TestRecordDataSQLiteCannotRead(t *testing.T) {
+	h := newHostile(t)
+	f := h.f
+	inst := h.home.instance()
+	own := f.dataset + ":user-rw:" + f.learner
+	trailing := logRecord(ids.Random(), f.dataset, f.learner, "c1", 0.5, inst, 5)
+	trailing.Serialized += ` {"progress":1}`
+	deep := logRecord(ids.Random(), f.dataset, f.learner, "c2", 0.5, inst, 6)
+	deep.Serialized = strings.TrimSuffix(deep.Serialized, "}") + `,"x":` + strings.Repeat("[", 600) + strings.Repeat("]", 600) + "}"
+	good := logRecord(ids.Random(), f.dataset, f.learner, "c3", 0.5, inst, 7)
+	writeBundle(t, h.path("unreadable.bundle"), bundle.Header{Profile: "facilitydata", SenderInstance: inst, SenderCert: h.home.cert,
+		Chain: h.chain(h.home), Filter: []string{own}}, h.home.ownCert(h.home.cert).PrivateKey, []bundle.Record{trailing, deep, good})
+	for _, d := range []*device{h.fac, h.city} {
+		r := d.mustImport(h.path("unreadable.bundle"))
+		if r.Store.Refused != 2 || r.Store.New != 1 {
+			t.Errorf("%s: %+v", d.name, r.Store)
+			continue
+		}
+		var reasons []string
+		for _, x := range r.Store.Refusals {
+			reasons = append(reasons, x.Reason)
+		}
+		if !slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "something follows it") }) ||
+			!slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "nests deeper than 500 levels") }) {
+			t.Errorf("%s: reasons %q", d.name, reasons)
+		}
+	}
+}
+
 // heapPeak samples the heap in use while fn runs and returns the most it
 // saw, and the heap in use after fn and a collection.
 func heapPeak(fn func()) (peak, after uint64) {
@@ -806,5 +839,19 @@ func TestHostileSignerMemory(t *testing.T) {
 			}
 			runtime.KeepAlive(r)
 		})
+	}
+}
+
+func TestJSONDepth(t *testing.T) {
+	for s, want := range map[string]int{
+		`{}`:                          1,
+		`{"a":"[[[{{"}`:               1,
+		`{"a":"\"[[","b":[[1]]}`:      3,
+		`{"a":{"b":{"c":[]}},"d":[]}`: 4,
+		`{"a":"\\","b":[{}]}`:         3,
+	} {
+		if got := jsonDepth(s); got != want {
+			t.Errorf("jsonDepth(%s) = %d, want %d", s, got, want)
+		}
 	}
 }

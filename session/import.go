@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/morango-sync/morango/certs"
@@ -339,6 +340,14 @@ func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string
 		if err := dec.Decode(&fields); err != nil {
 			return "its data is not a JSON object"
 		}
+		// SQLite reads the data when it writes the app row: nothing may
+		// follow the object, and it may not nest deeper than SQLite reads.
+		if _, err := dec.Token(); err != io.EOF {
+			return "its data is not a JSON object (something follows it)"
+		}
+		if jsonDepth(serialized) > maxJSONDepth {
+			return fmt.Sprintf("its data nests deeper than %d levels", maxJSONDepth)
+		}
 		p, err := m.PartitionOf(r.ID, func(col string) (string, bool) {
 			switch v := fields[col].(type) {
 			case string:
@@ -381,3 +390,30 @@ func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string
 
 // IsAlreadyApplied reports whether err says a bundle was applied before.
 func IsAlreadyApplied(err error) bool { return errors.Is(err, store.ErrAlreadyApplied) }
+
+// maxJSONDepth is the deepest nesting of a record's data that is accepted:
+// SQLite's JSON functions read up to 1000 levels.
+const maxJSONDepth = 500
+
+// jsonDepth returns the deepest nesting of arrays and objects in the JSON
+// text s, which must be valid.
+func jsonDepth(s string) int {
+	depth, most := 0, 0
+	in := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case in && c == '\\':
+			i++
+		case c == '"':
+			in = !in
+		case in:
+		case c == '{' || c == '[':
+			depth++
+			most = max(most, depth)
+		case c == '}' || c == ']':
+			depth--
+		}
+	}
+	return most
+}
