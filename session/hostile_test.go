@@ -729,9 +729,10 @@ func TestRecordFieldsOutsideScope(t *testing.T) {
 }
 
 // TestRecordDataSQLiteCannotRead: a signer's records whose data Go reads
-// but SQLite would not (an object followed by more text, nesting deeper
-// than SQLite reads) are refused as the bundle is read, with the reason;
-// the signer's other records are imported.
+// but SQLite would not, or not the same (an object followed by more text,
+// nesting deeper than SQLite reads, a repeated key), are refused as the
+// bundle is read, with the reason; the signer's other records are
+// imported.
 func TestRecordDataSQLiteCannotRead(t *testing.T) {
 	h := newHostile(t)
 	f := h.f
@@ -742,11 +743,15 @@ func TestRecordDataSQLiteCannotRead(t *testing.T) {
 	deep := logRecord(ids.Random(), f.dataset, f.learner, "c2", 0.5, inst, 6)
 	deep.Serialized = strings.TrimSuffix(deep.Serialized, "}") + `,"x":` + strings.Repeat("[", 600) + strings.Repeat("]", 600) + "}"
 	good := logRecord(ids.Random(), f.dataset, f.learner, "c3", 0.5, inst, 7)
+	// Go reads the last of a repeated key, SQLite the first: another
+	// learner's partition hidden in front of the signer's own.
+	twice := logRecord(ids.Random(), f.dataset, f.learner, "c4", 0.5, inst, 8)
+	twice.Serialized = strings.Replace(twice.Serialized, `"user_id"`, fmt.Sprintf(`"user_id":%q,"user_id"`, f.other), 1)
 	writeBundle(t, h.path("unreadable.bundle"), bundle.Header{Profile: "facilitydata", SenderInstance: inst, SenderCert: h.home.cert,
-		Chain: h.chain(h.home), Filter: []string{own}}, h.home.ownCert(h.home.cert).PrivateKey, []bundle.Record{trailing, deep, good})
+		Chain: h.chain(h.home), Filter: []string{own}}, h.home.ownCert(h.home.cert).PrivateKey, []bundle.Record{trailing, deep, good, twice})
 	for _, d := range []*device{h.fac, h.city} {
 		r := d.mustImport(h.path("unreadable.bundle"))
-		if r.Store.Refused != 2 || r.Store.New != 1 {
+		if r.Store.Refused != 3 || r.Store.New != 1 {
 			t.Errorf("%s: %+v", d.name, r.Store)
 			continue
 		}
@@ -755,7 +760,8 @@ func TestRecordDataSQLiteCannotRead(t *testing.T) {
 			reasons = append(reasons, x.Reason)
 		}
 		if !slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "something follows it") }) ||
-			!slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "nests deeper than 500 levels") }) {
+			!slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "nests deeper than 500 levels") }) ||
+			!slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "repeats a key") }) {
 			t.Errorf("%s: reasons %q", d.name, reasons)
 		}
 	}
@@ -842,16 +848,18 @@ func TestHostileSignerMemory(t *testing.T) {
 	}
 }
 
-func TestJSONDepth(t *testing.T) {
-	for s, want := range map[string]int{
-		`{}`:                          1,
-		`{"a":"[[[{{"}`:               1,
-		`{"a":"\"[[","b":[[1]]}`:      3,
-		`{"a":{"b":{"c":[]}},"d":[]}`: 4,
-		`{"a":"\\","b":[{}]}`:         3,
+func TestJSONShape(t *testing.T) {
+	for s, want := range map[string][2]int{
+		`{}`:                            {1, 0},
+		`{"a":"[[[{{:"}`:                {1, 1},
+		`{"a":"\"[[:","b":[[1]]}`:       {3, 2},
+		`{"a":{"b":{"c":[]}},"d":[]}`:   {4, 2},
+		`{"a":"\\","b":[{"x":1}]}`:      {3, 2},
+		`{"a":1,"a":2}`:                 {1, 2},
+		`{"a":{"x":1,"y":2},"b":"c:d"}`: {2, 2},
 	} {
-		if got := jsonDepth(s); got != want {
-			t.Errorf("jsonDepth(%s) = %d, want %d", s, got, want)
+		if d, k := jsonShape(s); d != want[0] || k != want[1] {
+			t.Errorf("jsonShape(%s) = %d, %d; want %d, %d", s, d, k, want[0], want[1])
 		}
 	}
 }

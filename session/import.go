@@ -345,8 +345,14 @@ func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string
 		if _, err := dec.Token(); err != io.EOF {
 			return "its data is not a JSON object (something follows it)"
 		}
-		if jsonDepth(serialized) > maxJSONDepth {
+		depth, keys := jsonShape(serialized)
+		if depth > maxJSONDepth {
 			return fmt.Sprintf("its data nests deeper than %d levels", maxJSONDepth)
+		}
+		// Go keeps the last of a repeated key, SQLite the first: the
+		// fields checked here must be those the app row gets.
+		if keys != len(fields) {
+			return "its data repeats a key"
 		}
 		p, err := m.PartitionOf(r.ID, func(col string) (string, bool) {
 			switch v := fields[col].(type) {
@@ -395,10 +401,11 @@ func IsAlreadyApplied(err error) bool { return errors.Is(err, store.ErrAlreadyAp
 // SQLite's JSON functions read up to 1000 levels.
 const maxJSONDepth = 500
 
-// jsonDepth returns the deepest nesting of arrays and objects in the JSON
-// text s, which must be valid.
-func jsonDepth(s string) int {
-	depth, most := 0, 0
+// jsonShape returns the deepest nesting of arrays and objects in the JSON
+// text s, which must be valid, and the number of members of its top-level
+// object (a repeated key counts each time).
+func jsonShape(s string) (depth, keys int) {
+	level := 0
 	in := false
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -409,11 +416,13 @@ func jsonDepth(s string) int {
 			in = !in
 		case in:
 		case c == '{' || c == '[':
-			depth++
-			most = max(most, depth)
+			level++
+			depth = max(depth, level)
 		case c == '}' || c == ']':
-			depth--
+			level--
+		case c == ':' && level == 1:
+			keys++
 		}
 	}
-	return most
+	return depth, keys
 }

@@ -697,25 +697,28 @@ func (im *Import) startDirect(ctx context.Context) error {
 // directTable reports whether the app table of m can take records as
 // they are merged: it is empty, and nothing of the app's own can make the
 // rows it holds depend on the order in which they are written, nor undo
-// more than the statement that writes them: no triggers but morango's, no
-// unique index but the primary key's, no CHECK, UNIQUE or ON CONFLICT
-// clause.
+// more than the statement that writes them: its primary key is id, and it
+// has no triggers but morango's, no unique index but the primary key's, no
+// CHECK, UNIQUE or ON CONFLICT clause.
 func (im *Import) directTable(ctx context.Context, m *profile.Model) (bool, error) {
-	var used bool
+	var used, idKey bool
 	var def string
 	var triggers, unique int
+	// Names of tables are compared as SQLite does, without case: a
+	// trigger's tbl_name is the name as its CREATE TRIGGER spelled it.
 	err := im.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM `+quote(m.Table)+`),
-		(SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1),
-		(SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 AND name NOT IN (?2, ?3, ?4)),
-		(SELECT count(*) FROM pragma_index_list(?1) WHERE "unique" AND origin <> 'pk')`,
+		(SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?1 COLLATE NOCASE),
+		(SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND name NOT IN (?2, ?3, ?4)),
+		(SELECT count(*) FROM pragma_index_list(?1) WHERE "unique" AND origin <> 'pk'),
+		(SELECT group_concat(name) = 'id' FROM pragma_table_info(?1) WHERE pk > 0)`,
 		m.Table, "morango_"+m.Table+"_insert", "morango_"+m.Table+"_update", "morango_"+m.Table+"_delete").
-		Scan(&used, &def, &triggers, &unique)
+		Scan(&used, &def, &triggers, &unique, &idKey)
 	if err != nil {
 		return false, fmt.Errorf("inspect table %s: %w", m.Table, err)
 	}
 	def = strings.ToUpper(def)
 	clauses := strings.Contains(def, "CHECK") || strings.Contains(def, "UNIQUE") || strings.Contains(def, "CONFLICT")
-	return !used && triggers == 0 && unique == 0 && !clauses, nil
+	return !used && idKey && triggers == 0 && unique == 0 && !clauses, nil
 }
 
 // writeDirect writes the records of m whose store rowids are rids into
@@ -725,7 +728,7 @@ func (im *Import) writeDirect(ctx context.Context, m *profile.Model, rids []int6
 	if err != nil {
 		return nil, err
 	}
-	r, err := im.direct[m.Name].ExecContext(ctx, string(list))
+	r, err := im.execDirect(ctx, m, string(list))
 	if err != nil {
 		// The app's constraints refused a row, or a record's data is
 		// not what SQLite can read: the statement wrote nothing. The rows
@@ -736,7 +739,7 @@ func (im *Import) writeDirect(ctx context.Context, m *profile.Model, rids []int6
 		}
 		var left []int64
 		for _, rid := range rids {
-			r, err := im.direct[m.Name].ExecContext(ctx, fmt.Sprintf("[%d]", rid))
+			r, err := im.execDirect(ctx, m, fmt.Sprintf("[%d]", rid))
 			var n int64
 			if err == nil {
 				n, err = r.RowsAffected()
@@ -777,6 +780,29 @@ func (im *Import) writeDirect(ctx context.Context, m *profile.Model, rids []int6
 		left = append(left, rid)
 	}
 	return left, rows.Err()
+}
+
+// execDirect runs the direct statement of m over the store rowids of list
+// (a JSON array) inside a savepoint. SQLite undoes a statement it refuses;
+// the savepoint makes sure that this is all it undid: were the whole
+// transaction rolled back (by something of the app's own that directTable
+// did not foresee), releasing the savepoint fails, and so does the import,
+// instead of going on outside any transaction.
+func (im *Import) execDirect(ctx context.Context, m *profile.Model, list string) (sql.Result, error) {
+	if _, err := im.tx.ExecContext(ctx, `SAVEPOINT morango_direct`); err != nil {
+		return nil, err
+	}
+	r, err := im.direct[m.Name].ExecContext(ctx, list)
+	if err != nil {
+		if _, rerr := im.tx.ExecContext(ctx, `ROLLBACK TO morango_direct`); rerr != nil {
+			// Neither error is wrapped: this is no refusal to recover from.
+			return nil, fmt.Errorf("write %s rows: %v; the import's transaction is gone: %v", m.Name, err, rerr)
+		}
+	}
+	if _, rerr := im.tx.ExecContext(ctx, `RELEASE morango_direct`); rerr != nil {
+		return nil, fmt.Errorf("write %s rows: the import's transaction is gone: %v (%v)", m.Name, rerr, err)
+	}
+	return r, err
 }
 
 // stopDirect ends direct writing: the rows it wrote leave the app tables

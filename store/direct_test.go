@@ -230,6 +230,8 @@ func TestDirectImportNeedsPlainTables(t *testing.T) {
 		{"trigger", `CREATE TRIGGER person_audit AFTER INSERT ON person BEGIN SELECT 1; END`},
 		{"check", `CREATE TABLE extra (id TEXT PRIMARY KEY, n INTEGER CHECK (n > 0))`},
 		{"conflict clause", `CREATE TABLE extra (id TEXT PRIMARY KEY ON CONFLICT REPLACE, n INTEGER)`},
+		{"trigger named in other case", `CREATE TRIGGER g BEFORE INSERT ON PERSON BEGIN SELECT 1; END`},
+		{"primary key not id", `CREATE TABLE extra (id TEXT NOT NULL, n INTEGER PRIMARY KEY)`},
 		{"plain", ``},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -253,5 +255,44 @@ func TestDirectImportNeedsPlainTables(t *testing.T) {
 				t.Errorf("store empty: %v, direct writing %v, want %v", im.seen != nil, im.direct != nil, want)
 			}
 		})
+	}
+}
+
+// Were something of the app's own to roll the whole import's transaction
+// back while a batch is written directly, the import fails and nothing of
+// it stays, instead of going on outside any transaction.
+func TestDirectImportTransactionRolledBack(t *testing.T) {
+	ctx := context.Background()
+	recs, _ := directSource(t)
+	d := newDevice(t, "d")
+	d.init(ctx)
+	im, err := d.db.BeginImport(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer im.Abort()
+	if im.direct == nil {
+		t.Fatal("not writing directly")
+	}
+	// Inside the import's transaction, as if directTable had missed it.
+	if _, err := im.tx.ExecContext(ctx, `CREATE TRIGGER guard BEFORE INSERT ON person BEGIN SELECT RAISE(ROLLBACK, 'no'); END`); err != nil {
+		t.Fatal(err)
+	}
+	var addErr error
+	for _, r := range recs {
+		cp := *r
+		if addErr = im.Add(ctx, []*Record{&cp}); addErr != nil {
+			break
+		}
+	}
+	if addErr == nil || !strings.Contains(addErr.Error(), "transaction is gone") {
+		t.Fatalf("import went on: %v", addErr)
+	}
+	im.Abort()
+	for _, q := range []string{`SELECT count(*) FROM morango_store`, `SELECT count(*) FROM dataset`, `SELECT count(*) FROM person`,
+		`SELECT count(*) FROM sqlite_master WHERE name = 'guard'`} {
+		if n := d.count(q); n != 0 {
+			t.Errorf("%s: %d", q, n)
+		}
 	}
 }
