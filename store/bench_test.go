@@ -207,15 +207,18 @@ func BenchmarkImport(b *testing.B) {
 			return db
 		}
 		// new: the first import of a device (bulk: the partition index is
-		// rebuilt); new-indexed: the same with the index kept.
+		// rebuilt; app rows written as records are merged); new-indexed:
+		// the same with the index kept; new-at-end: app rows written by
+		// deserializing at the end.
 		for _, c := range []struct {
-			name string
-			bulk int64
-		}{{"new", minBulk}, {"new-indexed", 1 << 62}} {
+			name   string
+			bulk   int64
+			direct bool
+		}{{"new", minBulk, true}, {"new-indexed", 1 << 62, true}, {"new-at-end", minBulk, false}} {
 			b.Run(fmt.Sprintf("%s/%d", c.name, n), func(b *testing.B) {
 				saved := minBulk
-				minBulk = c.bulk
-				defer func() { minBulk = saved }()
+				minBulk, writeDirectly = c.bulk, c.direct
+				defer func() { minBulk, writeDirectly = saved, true }()
 				i := 0
 				for b.Loop() {
 					b.StopTimer()
