@@ -37,20 +37,7 @@ func directSource(t *testing.T) (recs, twice []*Record) {
 	a.exec(`DELETE FROM person WHERE id = ?`, id(5))
 	a.serialize(ctx)
 
-	q, err := a.db.OpenQueue(ctx, []string{dsID})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	err = q.Each(ctx, func(r *Record) error {
-		cp := *r
-		cp.History = slices.Clone(r.History)
-		recs = append(recs, &cp)
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	recs = readQueue(t, a.db, nil)
 	// A record from a newer app with a key this one lacks, and one from an
 	// older app without the nickname column (its default applies).
 	p := &Record{ID: id(50), Profile: "testdata", ModelName: "person", Partition: dsID + ":user-ro:" + id(50),
