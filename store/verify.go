@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/morango-sync/morango/ids"
@@ -830,10 +831,14 @@ func (v *verifier) appRows(ctx context.Context) error {
 				AND (s.id IS NULL OR s.model_name <> %[2]s
 					OR (NOT s.dirty_bit AND (s.deleted OR (CASE WHEN %[3]s THEN %[4]s <> json(s.serialized) ELSE 0 END))))`,
 			table, model, object, fresh)
+		defaults, err := v.defaults(ctx, t, cols)
+		if err != nil {
+			return err
+		}
 		var id, otherModel string
 		var exists, deleted, hard bool
 		var fromRow, stored sql.NullString
-		err := v.each(ctx, q, nil, []any{&id, &exists, &otherModel, &deleted, &hard, &fromRow, &stored}, func() error {
+		err = v.each(ctx, q, nil, []any{&id, &exists, &otherModel, &deleted, &hard, &fromRow, &stored}, func() error {
 			p := VerifyProblem{Model: m.Name, ID: id}
 			switch {
 			case !exists:
@@ -853,9 +858,15 @@ func (v *verifier) appRows(ctx context.Context) error {
 				p.Problem = "the record is deleted but the app still holds the row, unchanged since"
 				p.Fix = fmt.Sprintf("delete the row through the app, or update it to keep it (a new version re-creates the record); then %s", serialize)
 			default:
+				d := differingKeys(fromRow.String, stored.String)
+				if len(d) > 0 && len(atDefault(d, fromRow.String, stored.String, defaults)) == len(d) {
+					// A record of an older app, without some columns:
+					// deserializing gave the row their defaults.
+					return nil
+				}
 				p.Kind = VerifyDataMismatch
 				p.Problem = "the app row differs from its store record"
-				if d := differingKeys(fromRow.String, stored.String); len(d) > 0 {
+				if len(d) > 0 {
 					p.Problem += " in " + strings.Join(d, ", ")
 				}
 				p.Problem += "; the row is not marked as changed, so the difference never syncs"
@@ -879,6 +890,57 @@ func plural(n int64, noun string) string {
 		return fmt.Sprintf("%d %sies", n, noun[:len(noun)-1])
 	}
 	return fmt.Sprintf("%d %ss", n, noun)
+}
+
+// defaults returns, for the columns cols of t, the JSON of the value a new
+// app row takes when its record lacks the column: its default, or null.
+func (v *verifier) defaults(ctx context.Context, t *tableInfo, cols []string) (map[string]string, error) {
+	out := make(map[string]string, len(cols))
+	for _, c := range cols {
+		out[c] = "null"
+		ci := t.column(c)
+		if ci == nil || !ci.Default.Valid {
+			continue
+		}
+		var j sql.NullString
+		if err := v.tx.QueryRowContext(ctx, `SELECT json_quote(`+ci.Default.String+`)`).Scan(&j); err != nil {
+			// A default that cannot be evaluated alone matches no row
+			// (one that depends on the moment matches none either).
+			delete(out, c)
+			continue
+		}
+		out[c] = j.String
+	}
+	return out, nil
+}
+
+// atDefault returns the keys of keys that the record's JSON stored lacks
+// and that the row's JSON fromRow holds at their default.
+func atDefault(keys []string, fromRow, stored string, defaults map[string]string) []string {
+	var row, rec map[string]json.RawMessage
+	if json.Unmarshal([]byte(fromRow), &row) != nil || json.Unmarshal([]byte(stored), &rec) != nil {
+		return nil
+	}
+	var out []string
+	for _, k := range keys {
+		_, inRecord := rec[k]
+		def, ok := defaults[k]
+		if v, inRow := row[k]; !inRecord && inRow && ok && sameJSON(string(v), def) {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// sameJSON reports whether two JSON values are the same, numbers by value
+// (a REAL column's 0.0 is its default 0).
+func sameJSON(a, b string) bool {
+	if a == b {
+		return true
+	}
+	x, err1 := strconv.ParseFloat(a, 64)
+	y, err2 := strconv.ParseFloat(b, 64)
+	return err1 == nil && err2 == nil && x == y
 }
 
 // differingKeys lists the top-level keys whose values differ between two

@@ -398,3 +398,42 @@ func TestVerifyLargeStore(t *testing.T) {
 		t.Fatalf("%+v\n%s", res, describe(ps))
 	}
 }
+
+// A record of an older app lacks some columns: deserializing gives a new
+// row their defaults (nickname 'none', score 0 in a REAL column), and
+// verify takes that for the record's data. A row that holds another value
+// in such a column is still reported.
+func TestVerifyRecordOfAnOlderApp(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "d")
+	d.init(ctx)
+	d.exec(`ALTER TABLE person ADD COLUMN score REAL NOT NULL DEFAULT 0`)
+	d.db.Close()
+	var err error
+	if d.db, err = Open(ctx, d.path, &Options{SystemID: "sys-d.sqlite3", NodeID: "node"}); err != nil {
+		t.Fatal(err)
+	}
+	d.putRecord(dsID, "dataset", dsID, `{"id":"`+dsID+`","name":"School"}`, false)
+	d.putRecord(aliceID, "person", dsID+":user-ro:"+aliceID, `{"id":"`+aliceID+`","dataset_id":"`+dsID+`","name":"Alice"}`, false)
+	d.putRecord(bobID, "person", dsID+":user-ro:"+bobID, `{"id":"`+bobID+`","dataset_id":"`+dsID+`","name":"Bob"}`, false)
+	if res, err := d.db.Deserialize(ctx); err != nil || res.Written != 3 {
+		t.Fatalf("deserialize: %+v %v", res, err)
+	}
+	if ps, _ := verifyAll(t, d.path); slices.ContainsFunc(ps, func(p VerifyProblem) bool { return p.Kind == VerifyDataMismatch }) {
+		t.Errorf("defaults taken for a mismatch: %s", describe(ps))
+	}
+	// Bob's nickname changes without change tracking.
+	d.exec(`INSERT INTO morango_applying (active) VALUES (1)`)
+	d.exec(`UPDATE person SET nickname = 'bobby' WHERE id = ?`, bobID)
+	d.exec(`DELETE FROM morango_applying`)
+	ps, _ := verifyAll(t, d.path)
+	var found []string
+	for _, p := range ps {
+		if p.Kind == VerifyDataMismatch {
+			found = append(found, p.ID+": "+p.Problem)
+		}
+	}
+	if len(found) != 1 || !strings.HasPrefix(found[0], bobID) || !strings.Contains(found[0], "nickname") {
+		t.Errorf("mismatches %q, want Bob's nickname", found)
+	}
+}
