@@ -445,7 +445,7 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 		}
 		switch {
 		case !p.dirty:
-		case im.direct != nil && im.direct[r.ModelName] != nil && !r.Deleted:
+		case im.direct[r.ModelName] != nil && !r.Deleted: // nil while not writing directly
 			direct[r.ModelName] = append(direct[r.ModelName], p.rowid)
 		default:
 			dirty[r.ModelName] = append(dirty[r.ModelName], p.rowid)
