@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/binary"
 	"fmt"
@@ -36,6 +37,12 @@ type Counter struct {
 	Counter  int64
 }
 
+// MaxRecordCounters is the most record-max counters a record may carry: one
+// for each instance that ever wrote a version of it. It bounds what a
+// reader allocates for one record (about 48 bytes per counter) whatever
+// its chunk holds.
+const MaxRecordCounters = 1 << 16
+
 // The number of string fields of a record before its record-max counters.
 const recordStrings = 9
 
@@ -62,6 +69,9 @@ func appendRecord(dst []byte, r *Record, scratch *[]Counter) ([]byte, error) {
 		return dst, fmt.Errorf("record %s: negative counter %d: %w", r.ModelUUID, r.LastSavedCounter, ErrMalformed)
 	}
 	rmc := r.RMC
+	if len(rmc) > MaxRecordCounters {
+		return dst, fmt.Errorf("record %s: %d record-max counters, more than %d: %w", r.ModelUUID, len(rmc), MaxRecordCounters, ErrMalformed)
+	}
 	if !slices.IsSortedFunc(rmc, compareCounters) {
 		*scratch = append((*scratch)[:0], rmc...)
 		slices.SortFunc(*scratch, compareCounters)
@@ -157,13 +167,24 @@ func (d *recordDecoder) next(r *Record) error {
 	}
 	// Each pair takes at least two bytes: bound the count before
 	// allocating for it.
+	if nRMC > MaxRecordCounters {
+		return fmt.Errorf("record %s: record-max counter list of %d entries, more than %d: %w", d.id(), nRMC, MaxRecordCounters, ErrMalformed)
+	}
 	if nRMC > uint64(len(d.buf)-d.off)/2 {
 		return fmt.Errorf("record-max counter list of %d entries is longer than its chunk: %w", nRMC, ErrMalformed)
 	}
 	counters := make([]int64, 0, nRMC)
-	for range nRMC {
+	for i := range nRMC {
 		if err = d.str(); err != nil {
 			return err
+		}
+		// Checked as each pair is read, so that a long list stops at
+		// its first pair out of order.
+		if i > 0 {
+			a, b := d.spans[len(d.spans)-2], d.spans[len(d.spans)-1]
+			if bytes.Compare(d.buf[a.off:a.end], d.buf[b.off:b.end]) >= 0 {
+				return fmt.Errorf("record %s: record-max counters not sorted by instance: %w", d.id(), ErrMalformed)
+			}
 		}
 		c, err := d.counter()
 		if err != nil {
@@ -192,12 +213,17 @@ func (d *recordDecoder) next(r *Record) error {
 		r.RMC = make([]Counter, nRMC)
 		for i := range r.RMC {
 			r.RMC[i] = Counter{Instance: field(recordStrings + i), Counter: counters[i]}
-			if i > 0 && r.RMC[i-1].Instance >= r.RMC[i].Instance {
-				return fmt.Errorf("record %s: record-max counters not sorted by instance: %w", r.ModelUUID, ErrMalformed)
-			}
 		}
 	}
 	return nil
+}
+
+// id is the id of the record being read, for errors.
+func (d *recordDecoder) id() string {
+	if len(d.spans) == 0 {
+		return "?"
+	}
+	return string(d.buf[d.spans[0].off:d.spans[0].end])
 }
 
 func (d *recordDecoder) uvarint() (uint64, error) {
