@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"io/fs"
 	"time"
@@ -252,23 +253,21 @@ type diskIncoming struct {
 	r      *bundle.Reader
 	h      *IncomingHeader
 	digest string
-	read   bool // r has been used
+	hash   hash.Hash // of the bytes r has read from f
 }
 
 func (in *diskIncoming) open() error {
-	f, err := in.d.fs().Open(in.d.Bundle)
-	if err != nil {
-		return hinted(fmt.Errorf("open bundle: %w", err), "check the bundle's path")
+	// One read takes the header and the digest of the whole file, which
+	// names the transfer's content.
+	if err := in.reopen(nil); err != nil {
+		return err
 	}
-	// The digest of the whole file names the transfer's content.
-	hash := sha256.New()
-	if _, err := io.Copy(hash, f); err != nil {
-		f.Close()
+	if _, err := io.Copy(in.hash, in.f); err != nil {
+		in.Close()
 		return readFailed(in.d.Bundle, err)
 	}
-	f.Close()
-	in.digest = hex.EncodeToString(hash.Sum(nil))
-	return in.reopen(nil)
+	in.digest = hex.EncodeToString(in.hash.Sum(nil))
+	return in.Close()
 }
 
 // reopen opens the file and its reader; trust may be nil while only the
@@ -285,7 +284,9 @@ func (in *diskIncoming) reopen(trust Trust) error {
 		if trust == nil {
 			return nil, errors.New("no trust decision yet")
 		}
-		c, err := trust(in.h)
+		// The header being read, which the digest check at the end ties
+		// to the one the import decided on.
+		c, err := trust(incomingHeader(h))
 		if err != nil {
 			return nil, err
 		}
@@ -294,7 +295,10 @@ func (in *diskIncoming) reopen(trust Trust) error {
 	if trust == nil {
 		opts.HeaderOnly = true
 	}
-	r, err := bundle.NewReader(bufio.NewReaderSize(f, 1<<16), opts)
+	// Each read hashes what it reads: the file is opened again for each
+	// pass, and each must read the file whose digest names the transfer.
+	in.hash = sha256.New()
+	r, err := bundle.NewReader(bufio.NewReaderSize(io.TeeReader(f, in.hash), 1<<16), opts)
 	if err != nil {
 		f.Close()
 		if !isFormatError(err) {
@@ -303,13 +307,18 @@ func (in *diskIncoming) reopen(trust Trust) error {
 		return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err), "the file is damaged or not a bundle: export it again")
 	}
 	in.f, in.r = f, r
-	bh := r.Header()
-	in.h = &IncomingHeader{
+	if in.h == nil {
+		in.h = incomingHeader(r.Header())
+	}
+	return nil
+}
+
+func incomingHeader(bh *bundle.Header) *IncomingHeader {
+	return &IncomingHeader{
 		TransferID: bh.TransferID, Profile: bh.Profile, SenderInstance: bh.SenderInstance, SenderCert: bh.SenderCert,
 		Chain: bh.Chain, RecipientInst: bh.RecipientInstance, RecipientCert: bh.RecipientCert,
 		Filter: bh.Filter, FSIC: bh.FSIC, Counts: bh.Counts, Total: bh.Records,
 	}
-	return nil
 }
 
 func (in *diskIncoming) Header() *IncomingHeader { return in.h }
@@ -334,7 +343,7 @@ func (in *diskIncoming) Records(ctx context.Context, trust Trust, fn func(*store
 	for {
 		br, err := in.r.Next()
 		if err == io.EOF {
-			return nil
+			return in.sameFile()
 		}
 		if err != nil {
 			if !isFormatError(err) {
@@ -350,6 +359,21 @@ func (in *diskIncoming) Records(ctx context.Context, trust Trust, fn func(*store
 			return err
 		}
 	}
+}
+
+// sameFile checks, at the end of a read, that the bytes read are those
+// whose digest was taken when the bundle was opened: a file replaced or
+// still being copied meanwhile verifies on its own when its signer is the
+// same, but it is not the transfer this import records as applied.
+func (in *diskIncoming) sameFile() error {
+	if _, err := io.Copy(in.hash, in.f); err != nil {
+		return readFailed(in.d.Bundle, err)
+	}
+	if hex.EncodeToString(in.hash.Sum(nil)) != in.digest {
+		return hinted(fmt.Errorf("bundle %s changed while it was being read", in.d.Bundle),
+			"nothing was applied: if the file is still being copied, wait until the copy ends; then import it again")
+	}
+	return nil
 }
 
 func toBundle(r *store.Record, b *bundle.Record) {
