@@ -183,13 +183,15 @@ var bulkIndexes = []string{"morango_store_partition"}
 
 // bulkIndexDefs define the bulkIndexes, for restoreIndexes.
 var bulkIndexDefs = map[string]string{
-	"morango_store_partition": `CREATE INDEX morango_store_partition ON morango_store (partition, model_name)`,
+	"morango_store_partition": `CREATE INDEX IF NOT EXISTS morango_store_partition ON morango_store (partition, model_name)`,
 }
 
 // restoreIndexes creates the bulkIndexes that are missing: a serialization
 // in several transactions that stopped between its first and its last
 // leaves its dropped index missing (an import rebuilds its own in the
-// transaction that dropped it).
+// transaction that dropped it). A serialization still running in another
+// handle or process then finds the index there at its end (see
+// rebuildIndexes), and keeps it up to date meanwhile.
 func restoreIndexes(ctx context.Context, w *sql.DB) error {
 	for _, name := range bulkIndexes {
 		var n int
@@ -257,6 +259,10 @@ func dropForBulk(ctx context.Context, tx *sql.Tx, records int64) ([]string, erro
 // rebuildIndexes rebuilds the indexes dropForBulk dropped.
 func rebuildIndexes(ctx context.Context, tx *sql.Tx, defs []string) error {
 	for _, def := range defs {
+		// Another handle may have restored it since it was dropped.
+		if rest, ok := strings.CutPrefix(def, "CREATE INDEX "); ok && !strings.HasPrefix(rest, "IF NOT EXISTS ") {
+			def = "CREATE INDEX IF NOT EXISTS " + rest
+		}
 		start := time.Now()
 		if _, err := tx.ExecContext(ctx, def); err != nil {
 			return fmt.Errorf("rebuild index: %w", err)
