@@ -103,7 +103,15 @@ func IsTemp(name string) bool {
 // nothing is left under path either: if the last step, syncing the
 // folder, fails, the renamed file is removed too, as its entry may not
 // survive a power cut. A file that was at path before is then gone.
-func WriteFile(fsys FS, path string, write func(io.Writer) error) (err error) {
+func WriteFile(fsys FS, path string, write func(io.Writer) error) error {
+	return WriteFileChecked(fsys, path, write, nil)
+}
+
+// WriteFileChecked is WriteFile with a check of the written file: check,
+// unless nil, is called with the temporary file's name once it is synced
+// and closed, before it takes path's place. If check fails, the temporary
+// file is removed and a file that was at path is left as it was.
+func WriteFileChecked(fsys FS, path string, write func(io.Writer) error, check func(name string) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -141,6 +149,11 @@ func WriteFile(fsys FS, path string, write func(io.Writer) error) (err error) {
 	closed = true
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s (the stick may be full or failing; write it again, or to another stick): %w", path, err)
+	}
+	if check != nil {
+		if err := check(tmp); err != nil {
+			return err
+		}
 	}
 	if err := fsys.Rename(tmp, path); err != nil {
 		return fmt.Errorf("rename the new file to %s (check the folder's permissions and free space): %w", path, err)

@@ -104,7 +104,7 @@ func (d *DiskConnection) Send(ctx context.Context, out *Outgoing, p *Progress) e
 	}
 	var done int64
 	var written countingWriter
-	err := bundle.WriteFile(d.fs(), d.Bundle, func(w io.Writer) error {
+	err := bundle.WriteFileChecked(d.fs(), d.Bundle, func(w io.Writer) error {
 		written.w = w
 		o := exportWriterOptions
 		if out.Total <= smallExport {
@@ -125,23 +125,23 @@ func (d *DiskConnection) Send(ctx context.Context, out *Outgoing, p *Progress) e
 			p.Report(done, out.Total, written.n)
 			return nil
 		}, bw.Close)
+	}, func(tmp string) error {
+		p.Report(done, out.Total, written.n)
+		// Read back what was written before it takes the bundle's name:
+		// a damaged file never replaces a bundle that was there.
+		back := &DiskConnection{FS: d.FS, Bundle: tmp}
+		inc, err := back.Receive(ctx)
+		if err == nil {
+			err = inc.Records(ctx, func(*IncomingHeader) (*certs.Certificate, error) { return out.Signer, nil },
+				func(*store.Record) error { return nil })
+			inc.Close()
+		}
+		if err != nil {
+			return hinted(fmt.Errorf("reading back %s: %w", d.Bundle, err), "the stick may be failing: write the bundle again, or to another stick")
+		}
+		return nil
 	})
-	if err != nil {
-		return err
-	}
-	p.Report(done, out.Total, written.n)
-	// Read back what was written.
-	inc, err := d.Receive(ctx)
-	if err != nil {
-		return hinted(fmt.Errorf("reading back %s: %w", d.Bundle, err), "the stick may be failing: write the bundle again, or to another stick")
-	}
-	defer inc.Close()
-	err = inc.Records(ctx, func(*IncomingHeader) (*certs.Certificate, error) { return out.Signer, nil },
-		func(*store.Record) error { return nil })
-	if err != nil {
-		return hinted(fmt.Errorf("reading back %s: %w", d.Bundle, err), "the stick may be failing: write the bundle again, or to another stick")
-	}
-	return nil
+	return err
 }
 
 // exportWriterOptions are the bundle writer's settings for exports, chosen

@@ -1,6 +1,7 @@
 package session
 
 import (
+	"bytes"
 	"errors"
 	"io"
 	"os"
@@ -254,5 +255,74 @@ func TestStickFailsDuringExport(t *testing.T) {
 	}
 	if names, _ := (bundle.OSFS{}).ReadDir(dir); !slices.Equal(names, []string{"a-to-b.bundle"}) {
 		t.Errorf("the stick holds %v", names)
+	}
+}
+
+// flipFS silently stores one wrong byte of every file written through it:
+// a stick that fails without saying so.
+type flipFS struct{ bundle.OSFS }
+
+func (f flipFS) CreateTemp(dir, pattern string) (bundle.File, error) {
+	file, err := f.OSFS.CreateTemp(dir, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &flipFile{File: file}, nil
+}
+
+type flipFile struct {
+	bundle.File
+	off int64
+}
+
+func (f *flipFile) Write(p []byte) (int, error) {
+	const at = 3000 // inside the compressed records
+	if f.off <= at && at < f.off+int64(len(p)) {
+		q := append([]byte(nil), p...)
+		q[at-f.off] ^= 0x40
+		p = q
+	}
+	n, err := f.File.Write(p)
+	f.off += int64(n)
+	return n, err
+}
+
+// An export reads its bundle back before the file takes the bundle's name:
+// a stick that damages what it stores fails the export, and the bundle an
+// earlier export left under that name is still there, whole.
+func TestStickDamagesSilently(t *testing.T) {
+	a, b := newDevice(t, "a"), newDevice(t, "b")
+	a.root()
+	grant(t, a, b, "full-facility", map[string]string{"dataset_id": a.cert})
+	f := seedFacility(a)
+	seedLogs(a, f, 500)
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a-to-b.bundle")
+	a.export(path, "")
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.exec(`UPDATE contentlog SET progress = 0.5 WHERE id = ?`, f.learnerLog)
+	_, err = Export(t.Context(), a.db, &DiskConnection{FS: flipFS{}, Bundle: path}, ExportOptions{CertID: a.cert})
+	if err == nil || !strings.Contains(err.Error(), "reading back") || !hasHint(err) {
+		t.Fatalf("export to a stick that damages the file: %v, want a read-back error with a hint", err)
+	}
+	now, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatalf("the earlier bundle is gone: %v", err)
+	}
+	if !bytes.Equal(now, good) {
+		t.Fatal("the failed export replaced the earlier bundle")
+	}
+	if names, _ := (bundle.OSFS{}).ReadDir(dir); !slices.Equal(names, []string{"a-to-b.bundle"}) {
+		t.Errorf("the stick holds %v", names)
+	}
+	// The earlier bundle imports, and the next export carries the change.
+	b.mustImport(path)
+	a.export(path, "")
+	b.mustImport(path)
+	if d := diffStates(a.syncState(), b.syncState()); d != "" {
+		t.Fatalf("after the export that completed:\n%s", d)
 	}
 }
