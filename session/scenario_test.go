@@ -1255,6 +1255,7 @@ type scRecord struct {
 	LSI                                    string
 	LSC                                    int64
 	Conflicting                            string
+	SelfRefFK                              string
 	History                                string
 	Dirty                                  bool
 	DeserializationError                   string
@@ -1264,7 +1265,7 @@ func (s *scSim) dump(d *scDevice) scDump {
 	s.t.Helper()
 	out := scDump{records: map[string]scRecord{}, app: map[string][]string{}}
 	rows, err := d.app.Query(`SELECT id, model_name, partition, source_id, serialized, deleted, hard_deleted,
-		last_saved_instance, last_saved_counter, conflicting_serialized_data, dirty_bit, deserialization_error,
+		last_saved_instance, last_saved_counter, conflicting_serialized_data, _self_ref_fk, dirty_bit, deserialization_error,
 		coalesce((SELECT group_concat(instance_id || ':' || counter, ',') FROM
 			(SELECT instance_id, counter FROM morango_recordmaxcounter h WHERE h.store_model_id = s.id ORDER BY instance_id)), '')
 		FROM morango_store s ORDER BY id`)
@@ -1273,7 +1274,7 @@ func (s *scSim) dump(d *scDevice) scDump {
 		var id string
 		var r scRecord
 		s.check(rows.Scan(&id, &r.Model, &r.Partition, &r.SourceID, &r.Serialized, &r.Deleted, &r.HardDeleted,
-			&r.LSI, &r.LSC, &r.Conflicting, &r.Dirty, &r.DeserializationError, &r.History), "scan record")
+			&r.LSI, &r.LSC, &r.Conflicting, &r.SelfRefFK, &r.Dirty, &r.DeserializationError, &r.History), "scan record")
 		out.records[id] = r
 	}
 	rows.Close()
@@ -1341,6 +1342,12 @@ func (s *scSim) assertConverged() {
 		dump := ref
 		if d.idx > 0 {
 			dump = s.dump(d)
+		}
+		// A note's _self_ref_fk names the parent of its head (a hard
+		// deletion erases the data, not the column).
+		for _, id := range s.queryIDs(d, `SELECT id FROM morango_store WHERE model_name = 'note' AND NOT hard_deleted
+			AND _self_ref_fk <> coalesce(json_extract(serialized, '$.parent_id'), '')`) {
+			s.fail("device %d: note %s: _self_ref_fk is not its head's parent", d.idx, id)
 		}
 		// Identical records, history and siblings included.
 		for id, r := range ref.records {

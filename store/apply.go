@@ -350,7 +350,11 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 		}
 		// A later record of the batch with the same id merges into this
 		// result, not into the state read before the batch.
-		local[in.ID] = w.add(in, cur, out)
+		var selfRef string
+		if m := im.db.profile.Model(in.ModelName); m != nil {
+			selfRef = m.SelfRef()
+		}
+		local[in.ID] = w.add(in, cur, out, selfRef)
 	}
 	return im.flush(ctx, &w)
 }
@@ -373,20 +377,28 @@ type pendingRow struct {
 }
 
 // add records the result of one merge and returns the record's new state.
-func (w *batchWriter) add(in, cur *Record, out merge.Result) *Record {
+// selfRefCol is the model's self-referencing column, if it has one.
+func (w *batchWriter) add(in, cur *Record, out merge.Result, selfRefCol string) *Record {
 	st := out.State
 	base := in
 	if cur != nil {
 		base = cur // identity fields never move
 	}
-	selfRef := cur
-	if selfRef == nil || out.Dirty {
-		selfRef = in
+	// The parent named by the head, whichever version that is: the
+	// incoming one, the local one, or one of the local record's conflicting
+	// versions that the incoming data promoted.
+	selfRef := in.SelfRefFK
+	switch {
+	case isHead(st.Head, in):
+	case cur != nil && isHead(st.Head, cur):
+		selfRef = cur.SelfRefFK
+	case selfRefCol != "":
+		selfRef = selfRefOf(st.Head.Serialized, selfRefCol)
 	}
 	r := pendingRow{rec: Record{ID: base.ID, Profile: base.Profile, ModelName: base.ModelName, Partition: base.Partition,
 		SourceID: base.SourceID, Serialized: st.Head.Serialized, Deleted: st.Head.Deleted, HardDeleted: st.Head.HardDeleted,
 		LastSavedInstance: st.Head.Instance, LastSavedCounter: st.Head.Counter, Conflicting: merge.EncodeSiblings(st.Siblings),
-		SelfRefFK: selfRef.SelfRefFK, History: historyList(st.History)},
+		SelfRefFK: selfRef, History: historyList(st.History)},
 		dirty: out.Dirty || cur == nil}
 	if cur != nil {
 		r.rowid, r.rec.rowid = cur.rowid, cur.rowid
@@ -533,6 +545,30 @@ func (im *Import) flush(ctx context.Context, w *batchWriter) error {
 		}
 	}
 	return nil
+}
+
+// isHead reports whether v is r's head version.
+func isHead(v merge.Version, r *Record) bool {
+	return v.Instance == r.LastSavedInstance && v.Counter == r.LastSavedCounter
+}
+
+// selfRefOf is the _self_ref_fk of a version whose data is serialized: its
+// self-referencing column's value as text (as serializing an app row
+// writes it), "" where it is null, missing or the data unreadable.
+func selfRefOf(serialized, col string) string {
+	var fields map[string]json.RawMessage
+	if json.Unmarshal([]byte(serialized), &fields) != nil {
+		return ""
+	}
+	v := fields[col]
+	var s string
+	switch {
+	case len(v) == 0 || string(v) == "null":
+		return ""
+	case json.Unmarshal(v, &s) == nil:
+		return s
+	}
+	return string(v)
 }
 
 // locals reads the local records with the batch's ids.

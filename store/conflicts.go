@@ -135,10 +135,14 @@ func (db *DB) Resolve(ctx context.Context, id, keep string) (*Resolution, error)
 		}
 		v := merge.Version{Instance: me, Counter: c, Serialized: chosen[0].Serialized, Deleted: chosen[0].Deleted}
 		next := merge.Edit(&st, v)
+		selfRef := r.SelfRefFK
+		if m := db.profile.Model(r.ModelName); m != nil && m.SelfRef() != "" {
+			selfRef = selfRefOf(v.Serialized, m.SelfRef())
+		}
 		_, err = tx.ExecContext(ctx, `UPDATE morango_store SET serialized = ?, deleted = ?, hard_deleted = 0,
-			last_saved_instance = ?, last_saved_counter = ?, conflicting_serialized_data = ?,
+			last_saved_instance = ?, last_saved_counter = ?, conflicting_serialized_data = ?, _self_ref_fk = ?,
 			dirty_bit = 1, deserialization_error = '', last_transfer_session_id = NULL WHERE id = ?`,
-			v.Serialized, v.Deleted, me, c, merge.EncodeSiblings(next.Siblings), id)
+			v.Serialized, v.Deleted, me, c, merge.EncodeSiblings(next.Siblings), selfRef, id)
 		if err == nil {
 			_, err = tx.ExecContext(ctx, `INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter) VALUES (?, ?, ?)
 				ON CONFLICT (store_model_id, instance_id) DO UPDATE SET counter = max(counter, excluded.counter)`, id, me, c)
