@@ -325,27 +325,39 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
+	// Passes over the rows refused by the last until one writes none: a
+	// row may be refused only for a row of the batch not written yet (a
+	// user renamed before another takes the old name, under a unique
+	// index of the app).
 	var written int64
-	for _, rid := range rids {
-		if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
-			return 0, err
-		}
-		_, err := d.upsert(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
-		if err != nil {
-			if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); rerr != nil {
-				return 0, rerr
+	for len(rids) > 0 {
+		var refused []int64
+		for _, rid := range rids {
+			if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
+				return 0, err
 			}
-			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, "the app refused the row: "+err.Error(), rid)
-		} else {
-			written++
-			_, err = d.done(ctx, fmt.Sprintf("SELECT %d", rid))
+			_, err := d.upsert(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
+			if err != nil {
+				if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); rerr != nil {
+					return 0, rerr
+				}
+				refused = append(refused, rid)
+				_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, "the app refused the row: "+err.Error(), rid)
+			} else {
+				written++
+				_, err = d.done(ctx, fmt.Sprintf("SELECT %d", rid))
+			}
+			if err != nil {
+				return 0, err
+			}
+			if _, err := d.tx.ExecContext(ctx, `RELEASE morango_row`); err != nil {
+				return 0, err
+			}
 		}
-		if err != nil {
-			return 0, err
+		if len(refused) == len(rids) {
+			break
 		}
-		if _, err := d.tx.ExecContext(ctx, `RELEASE morango_row`); err != nil {
-			return 0, err
-		}
+		rids = refused
 	}
 	return written, nil
 }

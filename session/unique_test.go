@@ -1,0 +1,98 @@
+package session
+
+import (
+	"bytes"
+	"database/sql"
+	"fmt"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/morango-sync/morango/profile"
+	"github.com/morango-sync/morango/store"
+)
+
+// newAppDevice is newDevice with extra schema and extra profile models.
+func newAppDevice(t *testing.T, name, schema, models string) *device {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), name+".sqlite3")
+	app, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close() })
+	if _, err := app.Exec(string(testdata(t, "schema.sql")) + schema); err != nil {
+		t.Fatal(err)
+	}
+	p, err := profile.Parse(bytes.Replace(testdata(t, "profile.json"), []byte(`"models": [`), []byte(`"models": [`+models), 1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Init(t.Context(), path, p, &store.Options{SystemID: "sys-" + name, NodeID: "node-" + name})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return &device{t: t, name: name, path: path, app: app, db: db}
+}
+
+// Two valid edits on one device, under a unique index of the app: user B
+// is renamed, then user A takes B's old name. Another device's app gets
+// both in one batch, in an order where A's row comes first and is refused
+// until B's is written; it must not stay refused once nothing is left to
+// send.
+func TestUniqueRenameChain(t *testing.T) {
+	const uniqueNames = `CREATE UNIQUE INDEX facilityuser_username ON facilityuser (username);`
+	dir := t.TempDir()
+	n := 0
+	send := func(from, to *device) int64 {
+		t.Helper()
+		n++
+		m := filepath.Join(dir, fmt.Sprintf("%d-%s.manifest", n, to.name))
+		b := filepath.Join(dir, fmt.Sprintf("%d-%s-to-%s.bundle", n, from.name, to.name))
+		to.manifest(m)
+		e, err := Export(t.Context(), from.db, &DiskConnection{Bundle: b, Manifest: m}, ExportOptions{CertID: from.cert, SkipEmpty: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(b); err == nil {
+			to.mustImport(b)
+		}
+		return e.Records
+	}
+	fac := newAppDevice(t, "facility", uniqueNames, "")
+	fac.root()
+	city := newAppDevice(t, "city", uniqueNames, "")
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": fac.cert})
+	f := seedFacility(fac)
+	send(fac, city)
+
+	// The two users in City's store rowid order.
+	var first, second, secondName string
+	if err := city.app.QueryRow(`SELECT s.id FROM morango_store s WHERE s.id IN (?, ?) ORDER BY s.rowid LIMIT 1`, f.learner, f.other).Scan(&first); err != nil {
+		t.Fatal(err)
+	}
+	second = f.other
+	if first == f.other {
+		second = f.learner
+	}
+	if err := fac.app.QueryRow(`SELECT username FROM facilityuser WHERE id = ?`, second).Scan(&secondName); err != nil {
+		t.Fatal(err)
+	}
+	fac.exec(`UPDATE facilityuser SET username = 'zed' WHERE id = ?`, second)
+	fac.exec(`UPDATE facilityuser SET username = ? WHERE id = ?`, secondName, first)
+
+	for round := 0; round < 4; round++ {
+		moved := send(fac, city) + send(city, fac)
+		if moved == 0 {
+			break
+		}
+	}
+	want, got := fac.count(`SELECT count(*) FROM facilityuser WHERE id = ? AND username = ?`, first, secondName), city.count(`SELECT count(*) FROM facilityuser WHERE id = ? AND username = ?`, first, secondName)
+	pending := city.count(`SELECT count(*) FROM morango_store WHERE dirty_bit`)
+	if want != 1 || got != 1 {
+		var err string
+		city.app.QueryRow(`SELECT deserialization_error FROM morango_store WHERE id = ?`, first).Scan(&err)
+		t.Errorf("nothing left to send, but user %s is %q on facility and not on city (%d record(s) pending on city: %s)", first[:8], secondName, pending, err)
+	}
+}
