@@ -152,3 +152,35 @@ func (db *DB) RequestKey(ctx context.Context, publicKey string) (string, error) 
 	}
 	return key, err
 }
+
+// writeScope is what this device may write: the write scopes of the
+// certificates it holds the private keys of, each verified down its chain.
+// A certificate that does not verify grants nothing. held is false when
+// the device holds no private key of a certificate: its rights are not
+// known here (a database synced by other means than certificates).
+func (db *DB) writeScope(ctx context.Context) (w certs.Filter, held bool, err error) {
+	all, err := db.Certificates(ctx)
+	if err != nil {
+		return nil, false, err
+	}
+	for _, sc := range all {
+		if sc.PrivateKey == "" {
+			continue
+		}
+		held = true
+		chain, err := db.Chain(ctx, sc.Link.ID)
+		if err != nil {
+			return nil, false, err
+		}
+		verified, err := certs.VerifyChain(chain, db.profile)
+		if err != nil {
+			continue
+		}
+		s, err := verified[len(verified)-1].Scope(db.profile)
+		if err != nil {
+			continue
+		}
+		w = append(w, s.Write...)
+	}
+	return w, held, nil
+}

@@ -8,7 +8,9 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
+	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/profile"
 )
 
@@ -90,6 +92,10 @@ type deserializer struct {
 	// those that came with their dirty bit set (the others, incoming, have
 	// neither dirty bit nor error to clear).
 	left, dirty int64
+	// writable is an SQL condition on s.partition: this device may write
+	// the partition (see DB.writeScope); "true" when it holds no
+	// certificate's key. Empty until fkDeleted needs it.
+	writable string
 }
 
 func (d *deserializer) exec(ctx context.Context, stmts ...string) error {
@@ -184,14 +190,16 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 	}
 
 	// Records whose foreign-key target is deleted in the store are deleted
-	// too, here and (through the next serialization) everywhere.
+	// too, here and (through the next serialization) everywhere; those this
+	// device may not write leave the app and wait.
 	if err := d.fkDeleted(ctx, m); err != nil {
 		return err
 	}
 
 	// Rows are written once every foreign-key target exists in the app;
 	// a self-referencing model is written in waves, parents first.
-	ready := `SELECT t.rid FROM ` + todo + ` WHERE NOT s.deleted`
+	ready := `SELECT t.rid FROM ` + todo + ` WHERE NOT s.deleted
+		AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = ` + model + ` AND g.id = s.id)`
 	if fk := d.db.fkReadySQL(m); fk != "" {
 		ready += " AND " + fk
 	}
@@ -220,9 +228,13 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 		if tm == nil {
 			continue
 		}
-		reasons = append(reasons, fmt.Sprintf(`WHEN json_type(s.serialized, %[1]s) NOT IN ('null') AND NOT EXISTS (SELECT 1 FROM %[2]s f WHERE f.id = json_extract(s.serialized, %[1]s))
+		reasons = append(reasons, fmt.Sprintf(`WHEN json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[5]s
+				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[5]s)
+			THEN %[3]s || json_extract(s.serialized, %[1]s) || %[6]s
+			WHEN json_type(s.serialized, %[1]s) NOT IN ('null') AND NOT EXISTS (SELECT 1 FROM %[2]s f WHERE f.id = json_extract(s.serialized, %[1]s))
 			THEN %[3]s || json_extract(s.serialized, %[1]s) || %[4]s`, jsonPath(col), quote(tm.Table),
-			literal(fmt.Sprintf("%s: %s ", col, target)), literal(" does not exist yet")))
+			literal(fmt.Sprintf("%s: %s ", col, target)), literal(" does not exist yet"), literal(target),
+			literal(" is deleted; a device that may write this record's partition deletes it")))
 	}
 	if len(reasons) > 0 {
 		reason = fmt.Sprintf(`CASE %s ELSE deserialization_error END`, strings.Join(reasons, " "))
@@ -238,9 +250,13 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 // target is a deleted record, or a record this deserialization removed from
 // the app for the same reason (temp.morango_fkgone): their app rows go, and
 // they are marked for the next serialization to record the deletion. A
-// self-referencing model cascades in waves. The deleted records of the
-// targets are found through the partial index morango_store_deleted; most
-// of the time there are none, and the records need not be read.
+// record this device may not write (shared read-only data on a learner's
+// device) gets no version of its own, which could never leave the device:
+// it leaves the app and waits, pending, for the deletion from a device that
+// may write it, or for its parent to come back. A self-referencing model
+// cascades in waves. The deleted records of the targets are found through
+// the partial index morango_store_deleted; most of the time there are
+// none, and the records need not be read.
 func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 	if len(m.ForeignKeys) == 0 {
 		return nil
@@ -259,29 +275,54 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 	if err != nil || !found {
 		return err
 	}
+	if d.writable == "" {
+		w, held, err := d.db.writeScope(ctx)
+		if err != nil {
+			return err
+		}
+		d.writable = "true"
+		if held {
+			d.writable = partitionIn(w, "s.partition")
+		}
+	}
+	model := literal(m.Name)
 	rows := `temp.morango_fkdeleted f CROSS JOIN morango_store s ON s.rowid = f.rid`
 	for d.left > 0 {
 		if err := d.exec(ctx, `DELETE FROM temp.morango_fkdeleted`); err != nil {
 			return err
 		}
-		n, err := d.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_fkdeleted (rid) SELECT t.rid FROM %s WHERE NOT s.deleted AND (%s)`,
-			todo, strings.Join(conds, " OR ")))
+		n, err := d.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_fkdeleted (rid) SELECT t.rid FROM %s WHERE NOT s.deleted AND (%s)
+			AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = %s AND g.id = s.id)`,
+			todo, strings.Join(conds, " OR "), model))
 		if err != nil || n == 0 {
 			return err
 		}
 		err = d.exec(ctx,
 			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM %s)`, quote(m.Table), rows),
-			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE true ON CONFLICT DO NOTHING`, literal(m.Name), rows),
-			fmt.Sprintf(`INSERT INTO temp.morango_fkgone (model, id) SELECT %s, s.id FROM %s WHERE true ON CONFLICT DO NOTHING`, literal(m.Name), rows),
+			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE %s ON CONFLICT DO NOTHING`, model, rows, d.writable),
+			fmt.Sprintf(`INSERT INTO temp.morango_fkgone (model, id) SELECT %s, s.id FROM %s WHERE true ON CONFLICT DO NOTHING`, model, rows),
 		)
 		if err != nil {
 			return err
 		}
-		if _, err := d.done(ctx, `SELECT rid FROM temp.morango_fkdeleted`); err != nil {
+		// The others stay on the list, and end pending.
+		if _, err := d.done(ctx, `SELECT f.rid FROM `+rows+` WHERE `+d.writable); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// partitionIn is an SQL condition: the partition col lies in f.
+func partitionIn(f certs.Filter, col string) string {
+	if len(f) == 0 {
+		return "false"
+	}
+	var or []string
+	for _, p := range f {
+		or = append(or, fmt.Sprintf(`substr(%s, 1, %d) = %s`, col, utf8.RuneCountInString(p), literal(p)))
+	}
+	return "(" + strings.Join(or, " OR ") + ")"
 }
 
 // write upserts the rows listed in temp.morango_ready_rows into the app
