@@ -350,9 +350,13 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 		}
 		// A later record of the batch with the same id merges into this
 		// result, not into the state read before the batch.
+		// The self-referencing column is looked for only when the head is
+		// neither record's (rare).
 		var selfRef string
-		if m := im.db.profile.Model(in.ModelName); m != nil {
-			selfRef = m.SelfRef()
+		if h := out.State.Head; !isHead(h, in) && (cur == nil || !isHead(h, cur)) {
+			if m := im.db.profile.Model(in.ModelName); m != nil {
+				selfRef = m.SelfRef()
+			}
 		}
 		local[in.ID] = w.add(in, cur, out, selfRef)
 	}
