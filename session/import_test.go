@@ -55,16 +55,30 @@ func newDevice(t *testing.T, name string) *device {
 // given name (the scope definitions follow it).
 func newDeviceProfile(t *testing.T, name, profileName string) *device {
 	t.Helper()
+	return newDeviceWith(t, name, "", bytes.ReplaceAll(testdata(t, "profile.json"), []byte(`"facilitydata"`), []byte(`"`+profileName+`"`)))
+}
+
+// newAppDevice is newDevice with more of the app's tables (schema) and
+// their models in the profile (models, JSON objects each followed by a
+// comma).
+func newAppDevice(t *testing.T, name, schema, models string) *device {
+	t.Helper()
+	return newDeviceWith(t, name, schema, bytes.Replace(testdata(t, "profile.json"), []byte(`"models": [`), []byte(`"models": [`+models), 1))
+}
+
+// newDeviceWith creates a device whose app holds the test schema and
+// extra, synced with the profile pj.
+func newDeviceWith(t *testing.T, name, extra string, pj []byte) *device {
+	t.Helper()
 	path := filepath.Join(t.TempDir(), name+".sqlite3")
 	app, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { app.Close() })
-	if _, err := app.Exec(string(testdata(t, "schema.sql"))); err != nil {
+	if _, err := app.Exec(string(testdata(t, "schema.sql")) + extra); err != nil {
 		t.Fatal(err)
 	}
-	pj := bytes.ReplaceAll(testdata(t, "profile.json"), []byte(`"facilitydata"`), []byte(`"`+profileName+`"`))
 	p, err := profile.Parse(pj)
 	if err != nil {
 		t.Fatal(err)

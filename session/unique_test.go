@@ -1,40 +1,11 @@
 package session
 
 import (
-	"bytes"
-	"database/sql"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
-
-	"github.com/morango-sync/morango/profile"
-	"github.com/morango-sync/morango/store"
 )
-
-// newAppDevice is newDevice with extra schema and extra profile models.
-func newAppDevice(t *testing.T, name, schema, models string) *device {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), name+".sqlite3")
-	app, err := sql.Open("sqlite", path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { app.Close() })
-	if _, err := app.Exec(string(testdata(t, "schema.sql")) + schema); err != nil {
-		t.Fatal(err)
-	}
-	p, err := profile.Parse(bytes.Replace(testdata(t, "profile.json"), []byte(`"models": [`), []byte(`"models": [`+models), 1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	db, err := store.Init(t.Context(), path, p, &store.Options{SystemID: "sys-" + name, NodeID: "node-" + name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return &device{t: t, name: name, path: path, app: app, db: db}
-}
 
 // Two valid edits on one device, under a unique index of the app: user B
 // is renamed, then user A takes B's old name. Another device's app gets
