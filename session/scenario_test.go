@@ -1343,9 +1343,9 @@ func (s *scSim) assertConverged() {
 		if d.idx > 0 {
 			dump = s.dump(d)
 		}
-		// A note's _self_ref_fk names the parent of its head (a hard
-		// deletion erases the data, not the column).
-		for _, id := range s.queryIDs(d, `SELECT id FROM morango_store WHERE model_name = 'note' AND NOT hard_deleted
+		// A note's _self_ref_fk names the parent of its head ("" for a
+		// hard deletion, whose data is "{}").
+		for _, id := range s.queryIDs(d, `SELECT id FROM morango_store WHERE model_name = 'note'
 			AND _self_ref_fk <> coalesce(json_extract(serialized, '$.parent_id'), '')`) {
 			s.fail("device %d: note %s: _self_ref_fk is not its head's parent", d.idx, id)
 		}

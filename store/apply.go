@@ -353,7 +353,7 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 		// The self-referencing column is looked for only when the head is
 		// neither record's (rare).
 		var selfRef string
-		if h := out.State.Head; !isHead(h, in) && (cur == nil || !isHead(h, cur)) {
+		if h := out.State.Head; !h.HardDeleted && !isHead(h, in) && (cur == nil || !isHead(h, cur)) {
 			if m := im.db.profile.Model(in.ModelName); m != nil {
 				selfRef = m.SelfRef()
 			}
@@ -393,6 +393,8 @@ func (w *batchWriter) add(in, cur *Record, out merge.Result, selfRefCol string) 
 	// versions that the incoming data promoted.
 	selfRef := in.SelfRefFK
 	switch {
+	case st.Head.HardDeleted:
+		selfRef = "" // its data is erased, the parent with it
 	case isHead(st.Head, in):
 	case cur != nil && isHead(st.Head, cur):
 		selfRef = cur.SelfRefFK

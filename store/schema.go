@@ -233,9 +233,15 @@ CREATE INDEX morango_store_deleted ON morango_store (model_name, id) WHERE delet
 	`
 DROP INDEX IF EXISTS morango_store_transfer;
 `,
+
+	// 4: a hard deletion erases the parent a self-referencing record names
+	// with the rest of its data, as every device now stores it.
+	`
+UPDATE morango_store SET _self_ref_fk = '' WHERE hard_deleted AND _self_ref_fk <> '';
+`,
 }
 
-const currentSchemaVersion = 3
+const currentSchemaVersion = 4
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

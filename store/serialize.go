@@ -281,7 +281,7 @@ func (s *serializer) hardDelete(ctx context.Context, res *SerializeResult) error
 	}
 	res.HardDeleted = n
 	err = s.exec(ctx,
-		`UPDATE morango_store SET hard_deleted = 1, deleted = 1, serialized = '{}', `+s.lsb()+`
+		`UPDATE morango_store SET hard_deleted = 1, deleted = 1, serialized = '{}', _self_ref_fk = '', `+s.lsb()+`
 			WHERE id IN (SELECT id FROM temp.morango_versioned)`,
 		`INSERT INTO morango_applying (active) VALUES (1)`)
 	if err != nil {
