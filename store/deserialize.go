@@ -66,8 +66,9 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 		incomingTable,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_todo (rid INTEGER PRIMARY KEY)`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_ready_rows (rid INTEGER PRIMARY KEY)`,
-		`CREATE TEMP TABLE IF NOT EXISTS morango_fkdeleted (rid INTEGER PRIMARY KEY)`,
-		`CREATE TEMP TABLE IF NOT EXISTS morango_fkgone (model TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (model, id)) WITHOUT ROWID`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_fkdeleted (rid INTEGER PRIMARY KEY, mint INTEGER NOT NULL)`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_fkgone (model TEXT NOT NULL, id TEXT NOT NULL, waits INTEGER NOT NULL,
+			PRIMARY KEY (model, id)) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_fkgone`,
 	); err != nil {
 		return res, err
@@ -229,12 +230,15 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 			continue
 		}
 		reasons = append(reasons, fmt.Sprintf(`WHEN json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[5]s
-				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[5]s)
+				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[5]s AND NOT g.waits)
 			THEN %[3]s || json_extract(s.serialized, %[1]s) || %[6]s
+			WHEN json_extract(s.serialized, %[1]s) IN (SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[5]s AND g.waits)
+			THEN %[3]s || json_extract(s.serialized, %[1]s) || %[7]s
 			WHEN json_type(s.serialized, %[1]s) NOT IN ('null') AND NOT EXISTS (SELECT 1 FROM %[2]s f WHERE f.id = json_extract(s.serialized, %[1]s))
 			THEN %[3]s || json_extract(s.serialized, %[1]s) || %[4]s`, jsonPath(col), quote(tm.Table),
 			literal(fmt.Sprintf("%s: %s ", col, target)), literal(" does not exist yet"), literal(target),
-			literal(" is deleted; a device that may write this record's partition deletes it")))
+			literal(" is deleted; a device that may write this record's partition deletes it"),
+			literal(" is out of the app: its own parent is deleted")))
 	}
 	if len(reasons) > 0 {
 		reason = fmt.Sprintf(`CASE %s ELSE deserialization_error END`, strings.Join(reasons, " "))
@@ -247,26 +251,33 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 }
 
 // fkDeleted deletes the records of m to deserialize whose foreign-key
-// target is a deleted record, or a record this deserialization removed from
-// the app for the same reason (temp.morango_fkgone): their app rows go, and
-// they are marked for the next serialization to record the deletion. A
-// record this device may not write (shared read-only data on a learner's
-// device) gets no version of its own, which could never leave the device:
-// it leaves the app and waits, pending, for the deletion from a device that
-// may write it, or for its parent to come back. A self-referencing model
-// cascades in waves. The deleted records of the targets are found through
-// the partial index morango_store_deleted; most of the time there are
-// none, and the records need not be read.
+// target is a deleted record, or a record this deserialization deleted for
+// the same reason (temp.morango_fkgone): their app rows go, and they are
+// marked for the next serialization to record the deletion.
+//
+// A record this device may not write (shared read-only data on a learner's
+// device) gets no version of its own, which could never leave the device
+// and would outweigh every later edit: it leaves the app and waits,
+// pending, for the deletion from a device that may write it, or for its
+// parent to come back. Its children, whoever may write them (the learner's
+// own logs of it), wait with it: they leave the app, and nothing records
+// their deletion.
+//
+// A self-referencing model cascades in waves. The deleted records of the
+// targets are found through the partial index morango_store_deleted; most
+// of the time there are none, and the records need not be read.
 func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 	if len(m.ForeignKeys) == 0 {
 		return nil
 	}
-	var targets, conds []string
+	var targets, gone, waits []string
 	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
 		target := m.ForeignKeys[col]
 		targets = append(targets, literal(target))
-		conds = append(conds, fmt.Sprintf(`json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[2]s
-				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s)`, jsonPath(col), literal(target)))
+		gone = append(gone, fmt.Sprintf(`json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[2]s
+				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND NOT g.waits)`, jsonPath(col), literal(target)))
+		waits = append(waits, fmt.Sprintf(`json_extract(s.serialized, %[1]s) IN (SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND g.waits)`,
+			jsonPath(col), literal(target)))
 	}
 	in := strings.Join(targets, ", ")
 	var found bool
@@ -286,27 +297,33 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 		}
 	}
 	model := literal(m.Name)
+	goneAny, waitsAny := strings.Join(gone, " OR "), strings.Join(waits, " OR ")
 	rows := `temp.morango_fkdeleted f CROSS JOIN morango_store s ON s.rowid = f.rid`
 	for d.left > 0 {
 		if err := d.exec(ctx, `DELETE FROM temp.morango_fkdeleted`); err != nil {
 			return err
 		}
-		n, err := d.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_fkdeleted (rid) SELECT t.rid FROM %s WHERE NOT s.deleted AND (%s)
-			AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = %s AND g.id = s.id)`,
-			todo, strings.Join(conds, " OR "), model))
+		// mint: this device deletes the record (and the next
+		// serialization records it); the others wait.
+		n, err := d.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_fkdeleted (rid, mint)
+			SELECT rid, mint FROM (SELECT t.rid, coalesce((%[2]s) AND NOT (%[3]s) AND %[4]s, false) AS mint,
+				coalesce((%[2]s) OR (%[3]s), false) AS hit
+				FROM %[1]s WHERE NOT s.deleted AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = %[5]s AND g.id = s.id))
+			WHERE hit`,
+			todo, goneAny, waitsAny, d.writable, model))
 		if err != nil || n == 0 {
 			return err
 		}
 		err = d.exec(ctx,
 			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM %s)`, quote(m.Table), rows),
-			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE %s ON CONFLICT DO NOTHING`, model, rows, d.writable),
-			fmt.Sprintf(`INSERT INTO temp.morango_fkgone (model, id) SELECT %s, s.id FROM %s WHERE true ON CONFLICT DO NOTHING`, model, rows),
+			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE f.mint ON CONFLICT DO NOTHING`, model, rows),
+			fmt.Sprintf(`INSERT INTO temp.morango_fkgone (model, id, waits) SELECT %s, s.id, NOT f.mint FROM %s WHERE true ON CONFLICT DO NOTHING`, model, rows),
 		)
 		if err != nil {
 			return err
 		}
 		// The others stay on the list, and end pending.
-		if _, err := d.done(ctx, `SELECT f.rid FROM `+rows+` WHERE `+d.writable); err != nil {
+		if _, err := d.done(ctx, `SELECT rid FROM temp.morango_fkdeleted WHERE mint`); err != nil {
 			return err
 		}
 	}
@@ -366,39 +383,83 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	if err := rows.Err(); err != nil {
 		return 0, err
 	}
-	// Passes over the rows refused by the last until one writes none: a
-	// row may be refused only for a row of the batch not written yet (a
-	// user renamed before another takes the old name, under a unique
-	// index of the app).
+	// A row may be refused only for a row of the batch not written yet (a
+	// user renamed before another takes the old name, under a unique index
+	// of the app). The refused rows wait on a stack; each row written is
+	// followed by one more try of each, most recent first, so a chain of
+	// such rows is written in one pass whichever way it runs, among rows
+	// refused for good. A row is tried at most three times a pass; passes
+	// go on while one writes some row, within a budget of tries: what is
+	// left waits for the next deserialization.
 	var written int64
-	for len(rids) > 0 {
-		var refused []int64
-		for _, rid := range rids {
-			if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
-				return 0, err
-			}
-			_, err := d.upsert(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
-			if err != nil {
-				if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); rerr != nil {
-					return 0, rerr
-				}
-				refused = append(refused, rid)
-				_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, "the app refused the row: "+err.Error(), rid)
-			} else {
-				written++
-				_, err = d.done(ctx, fmt.Sprintf("SELECT %d", rid))
-			}
-			if err != nil {
-				return 0, err
-			}
-			if _, err := d.tx.ExecContext(ctx, `RELEASE morango_row`); err != nil {
-				return 0, err
-			}
+	budget := 6*len(rids) + 16
+	try := func(rid int64) (bool, error) {
+		budget--
+		if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
+			return false, err
 		}
-		if len(refused) == len(rids) {
+		_, err := d.upsert(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
+		ok := err == nil
+		if ok {
+			written++
+			_, err = d.done(ctx, fmt.Sprintf("SELECT %d", rid))
+		} else {
+			if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); rerr != nil {
+				return false, rerr
+			}
+			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, "the app refused the row: "+err.Error(), rid)
+		}
+		if err != nil {
+			return false, err
+		}
+		_, err = d.tx.ExecContext(ctx, `RELEASE morango_row`)
+		return ok, err
+	}
+	const retries = 2 // a pass, after the first try
+	for len(rids) > 0 && budget > 0 {
+		before := written
+		var stack, spent []int64 // refused; refused and out of retries
+		tried := map[int64]int{}
+		for i, rid := range rids {
+			if budget <= 0 {
+				stack = append(stack, rids[i:]...)
+				break
+			}
+			ok, err := try(rid)
+			if err != nil {
+				return 0, err
+			}
+			if !ok {
+				stack = append(stack, rid)
+				continue
+			}
+			var kept []int64 // top first
+			for j := len(stack) - 1; j >= 0; j-- {
+				r := stack[j]
+				if budget <= 0 {
+					kept = append(kept, r)
+					continue
+				}
+				ok, err := try(r)
+				switch {
+				case err != nil:
+					return 0, err
+				case ok:
+				case tried[r]+1 >= retries:
+					spent = append(spent, r)
+				default:
+					tried[r]++
+					kept = append(kept, r)
+				}
+			}
+			slices.Reverse(kept)
+			stack = kept
+		}
+		if written == before {
 			break
 		}
-		rids = refused
+		rids = append(stack, spent...)
+		slices.Sort(rids)
 	}
 	return written, nil
 }

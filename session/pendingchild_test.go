@@ -1,0 +1,70 @@
+package session
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/morango-sync/morango/ids"
+)
+
+// The facility deletes a classroom; its app keeps the classroom's lesson
+// (read-only on a learner's tablet) and the learner's progress in it (a
+// lessonlog in the learner's own partition, which the tablet may write).
+// The tablet gets all three: the lesson waits, pending, out of the app, and
+// so does its child, the learner's log: a deletion of it minted by the
+// tablet would go back and delete the learner's progress in a lesson the
+// facility keeps, edits and shows.
+func TestPendingParentKeepsChildren(t *testing.T) {
+	const schema = `CREATE TABLE lesson (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, classroom_id TEXT NOT NULL, title TEXT NOT NULL);
+CREATE TABLE lessonlog (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, user_id TEXT NOT NULL, lesson_id TEXT NOT NULL, progress REAL);`
+	const models = `{"name": "lesson", "table": "lesson", "partition": "${dataset_id}:allusers-ro", "foreign_keys": {"classroom_id": "classroom"}},
+	{"name": "lessonlog", "table": "lessonlog", "partition": "${dataset_id}:user-rw:${user_id}", "foreign_keys": {"lesson_id": "lesson", "user_id": "facilityuser"}},`
+	dir, n := t.TempDir(), 0
+	send := func(from, to *device) {
+		t.Helper()
+		n++
+		m, b := filepath.Join(dir, fmt.Sprint(n, ".manifest")), filepath.Join(dir, fmt.Sprint(n, ".bundle"))
+		to.manifest(m)
+		from.export(b, m)
+		to.mustImport(b)
+	}
+	fac := newAppDevice(t, "facility", schema, models)
+	fac.root()
+	f := seedFacility(fac)
+	lesson, log := ids.Random(), ids.Random()
+	fac.exec(`INSERT INTO lesson (id, dataset_id, classroom_id, title) VALUES (?, ?, ?, 'Fractions')`, lesson, f.dataset, f.classroom)
+	fac.exec(`INSERT INTO lessonlog (id, dataset_id, user_id, lesson_id, progress) VALUES (?, ?, ?, ?, 0.5)`, log, f.dataset, f.learner, lesson)
+	home := newAppDevice(t, "home", schema, models)
+	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	if _, err := fac.db.Serialize(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	fac.exec(`DELETE FROM classroom WHERE id = ?`, f.classroom) // the app keeps the lesson and its log
+
+	send(fac, home)
+	if r := home.record(lesson); r == nil || r.Deleted || !r.Dirty {
+		t.Fatalf("home's lesson should wait, pending: %+v", r)
+	}
+	var why string
+	if err := home.app.QueryRow(`SELECT deserialization_error FROM morango_store WHERE id = ? AND dirty_bit`, log).Scan(&why); err != nil ||
+		!strings.Contains(why, "its own parent is deleted") {
+		t.Fatalf("home's log does not wait for its lesson: %q, %v", why, err)
+	}
+	if n := home.count(`SELECT count(*) FROM lessonlog`); n != 0 {
+		t.Fatalf("home's app shows %d logs of a lesson out of the app", n)
+	}
+	send(home, fac)
+	fac.exec(`UPDATE lesson SET title = 'Fractions II' WHERE id = ?`, lesson) // the facility keeps using the lesson
+	send(fac, home)
+	send(home, fac)
+
+	if r := fac.record(lesson); r == nil || r.Deleted {
+		t.Fatalf("facility's lesson: %+v", r)
+	}
+	if r := fac.record(log); r == nil || r.Deleted || fac.count(`SELECT count(*) FROM lessonlog WHERE id = ?`, log) != 1 {
+		t.Fatalf("the learner's log of a lesson the facility keeps was deleted on the facility by the tablet: %+v, app rows %d",
+			r, fac.count(`SELECT count(*) FROM lessonlog WHERE id = ?`, log))
+	}
+}
