@@ -146,6 +146,14 @@ func WriteFileChecked(fsys FS, path string, write func(io.Writer) error, check f
 	if err := f.Sync(); err != nil {
 		return fmt.Errorf("flush %s to the device (the stick may be full or failing; write it again, or to another stick): %w", path, err)
 	}
+	if check != nil {
+		// The check is to read what the device holds, not what the
+		// system kept of it: a stick that drops writes silently (one that
+		// claims more room than it has) is caught only that way.
+		if fd, ok := f.(interface{ Fd() uintptr }); ok {
+			dropCache(fd.Fd())
+		}
+	}
 	closed = true
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("close %s (the stick may be full or failing; write it again, or to another stick): %w", path, err)
