@@ -274,9 +274,10 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
 		target := m.ForeignKeys[col]
 		targets = append(targets, literal(target))
-		gone = append(gone, fmt.Sprintf(`json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[2]s
-				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND NOT g.waits)`, jsonPath(col), literal(target)))
-		waits = append(waits, fmt.Sprintf(`json_extract(s.serialized, %[1]s) IN (SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND g.waits)`,
+		// A NULL reference is in neither list (IN would give NULL).
+		gone = append(gone, fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[2]s
+				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND NOT g.waits), false)`, jsonPath(col), literal(target)))
+		waits = append(waits, fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s) IN (SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND g.waits), false)`,
 			jsonPath(col), literal(target)))
 	}
 	in := strings.Join(targets, ", ")
@@ -389,12 +390,9 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	// followed by one more try of each, most recent first, so a chain of
 	// such rows is written in one pass whichever way it runs, among rows
 	// refused for good. A row is tried at most three times a pass; passes
-	// go on while one writes some row, within a budget of tries: what is
-	// left waits for the next deserialization.
+	// go on while one writes some row.
 	var written int64
-	budget := 6*len(rids) + 16
 	try := func(rid int64) (bool, error) {
-		budget--
 		if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
 			return false, err
 		}
@@ -416,15 +414,11 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 		return ok, err
 	}
 	const retries = 2 // a pass, after the first try
-	for len(rids) > 0 && budget > 0 {
+	for len(rids) > 0 {
 		before := written
 		var stack, spent []int64 // refused; refused and out of retries
 		tried := map[int64]int{}
-		for i, rid := range rids {
-			if budget <= 0 {
-				stack = append(stack, rids[i:]...)
-				break
-			}
+		for _, rid := range rids {
 			ok, err := try(rid)
 			if err != nil {
 				return 0, err
@@ -436,10 +430,6 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 			var kept []int64 // top first
 			for j := len(stack) - 1; j >= 0; j-- {
 				r := stack[j]
-				if budget <= 0 {
-					kept = append(kept, r)
-					continue
-				}
 				ok, err := try(r)
 				switch {
 				case err != nil:
