@@ -229,16 +229,13 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 		if tm == nil {
 			continue
 		}
-		reasons = append(reasons, fmt.Sprintf(`WHEN json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[5]s
-				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[5]s AND NOT g.waits)
-			THEN %[3]s || json_extract(s.serialized, %[1]s) || %[6]s
-			WHEN json_extract(s.serialized, %[1]s) IN (SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[5]s AND g.waits)
-			THEN %[3]s || json_extract(s.serialized, %[1]s) || %[7]s
+		reasons = append(reasons, fmt.Sprintf(`WHEN %[5]s THEN %[3]s || json_extract(s.serialized, %[1]s) || %[6]s
+			WHEN %[7]s THEN %[3]s || json_extract(s.serialized, %[1]s) || %[8]s
 			WHEN json_type(s.serialized, %[1]s) NOT IN ('null') AND NOT EXISTS (SELECT 1 FROM %[2]s f WHERE f.id = json_extract(s.serialized, %[1]s))
 			THEN %[3]s || json_extract(s.serialized, %[1]s) || %[4]s`, jsonPath(col), quote(tm.Table),
-			literal(fmt.Sprintf("%s: %s ", col, target)), literal(" does not exist yet"), literal(target),
-			literal(" is deleted; a device that may write this record's partition deletes it"),
-			literal(" is out of the app: its own parent is deleted")))
+			literal(fmt.Sprintf("%s: %s ", col, target)), literal(" does not exist yet"),
+			fkGoneSQL(col, target), literal(" is deleted; a device that may write this record's partition deletes it"),
+			fkWaitsSQL(col, target), literal(" is out of the app: its own parent is deleted")))
 	}
 	if len(reasons) > 0 {
 		reason = fmt.Sprintf(`CASE %s ELSE deserialization_error END`, strings.Join(reasons, " "))
@@ -274,11 +271,8 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
 		target := m.ForeignKeys[col]
 		targets = append(targets, literal(target))
-		// A NULL reference is in neither list (IN would give NULL).
-		gone = append(gone, fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[2]s
-				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND NOT g.waits), false)`, jsonPath(col), literal(target)))
-		waits = append(waits, fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s) IN (SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND g.waits), false)`,
-			jsonPath(col), literal(target)))
+		gone = append(gone, fkGoneSQL(col, target))
+		waits = append(waits, fkWaitsSQL(col, target))
 	}
 	in := strings.Join(targets, ", ")
 	var found bool
@@ -329,6 +323,22 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 		}
 	}
 	return nil
+}
+
+// fkGoneSQL is the condition, on the store row aliased s, that the record's
+// reference col names a deleted record of target, or one this
+// deserialization deleted (temp.morango_fkgone). A NULL reference names
+// none (IN alone would give NULL).
+func fkGoneSQL(col, target string) string {
+	return fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s) IN (SELECT p.id FROM morango_store p WHERE p.deleted AND p.model_name = %[2]s
+				UNION ALL SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND NOT g.waits), false)`, jsonPath(col), literal(target))
+}
+
+// fkWaitsSQL is the condition that the reference col names a record of
+// target that waits out of the app for its own deleted parent.
+func fkWaitsSQL(col, target string) string {
+	return fmt.Sprintf(`coalesce(json_extract(s.serialized, %[1]s) IN (SELECT g.id FROM temp.morango_fkgone g WHERE g.model = %[2]s AND g.waits), false)`,
+		jsonPath(col), literal(target))
 }
 
 // partitionIn is an SQL condition: the partition col lies in f.
