@@ -254,28 +254,15 @@ func verifyTrusted(ctx context.Context, db *store.DB, chain []certs.Link) (*cert
 // readScope returns what this device may read under root: the union of the
 // read scopes of the certificates it holds keys for in that root's tree.
 func readScope(ctx context.Context, db *store.DB, root string) (certs.Filter, error) {
-	all, err := db.Certificates(ctx)
+	scopes, _, err := db.HeldScopes(ctx)
 	if err != nil {
 		return nil, err
 	}
 	var read certs.Filter
-	for _, sc := range all {
-		if sc.PrivateKey == "" {
-			continue
+	for _, s := range scopes {
+		if s.Root == root {
+			read = append(read, s.Scope.Read...)
 		}
-		chain, err := db.Chain(ctx, sc.Link.ID)
-		if err != nil || chain[0].ID != root {
-			continue
-		}
-		verified, err := certs.VerifyChain(chain, db.Profile())
-		if err != nil {
-			continue
-		}
-		s, err := verified[len(verified)-1].Scope(db.Profile())
-		if err != nil {
-			continue
-		}
-		read = append(read, s.Read...)
 	}
 	return read, nil
 }

@@ -153,12 +153,18 @@ func (db *DB) RequestKey(ctx context.Context, publicKey string) (string, error) 
 	return key, err
 }
 
-// writeScope is what this device may write: the write scopes of the
-// certificates it holds the private keys of, each verified down its chain.
-// A certificate that does not verify grants nothing. held is false when
-// the device holds no private key of a certificate: its rights are not
-// known here (a database synced by other means than certificates).
-func (db *DB) writeScope(ctx context.Context) (w certs.Filter, held bool, err error) {
+// HeldScope is what a certificate whose private key this device holds
+// grants.
+type HeldScope struct {
+	Root  string // the id of the root of its chain
+	Scope certs.Scope
+}
+
+// HeldScopes returns the scopes of the certificates this device holds the
+// private keys of, each verified down its chain; held reports whether it
+// holds any such key. A certificate whose chain cannot be read or does not
+// verify grants nothing.
+func (db *DB) HeldScopes(ctx context.Context) (scopes []HeldScope, held bool, err error) {
 	all, err := db.Certificates(ctx)
 	if err != nil {
 		return nil, false, err
@@ -170,7 +176,7 @@ func (db *DB) writeScope(ctx context.Context) (w certs.Filter, held bool, err er
 		held = true
 		chain, err := db.Chain(ctx, sc.Link.ID)
 		if err != nil {
-			return nil, false, err
+			continue
 		}
 		verified, err := certs.VerifyChain(chain, db.profile)
 		if err != nil {
@@ -180,7 +186,18 @@ func (db *DB) writeScope(ctx context.Context) (w certs.Filter, held bool, err er
 		if err != nil {
 			continue
 		}
-		w = append(w, s.Write...)
+		scopes = append(scopes, HeldScope{Root: chain[0].ID, Scope: s})
 	}
-	return w, held, nil
+	return scopes, held, nil
+}
+
+// writeScope is what this device may write, under every root. held is
+// false when the device holds no private key of a certificate: its rights
+// are not known here (a database synced by other means than certificates).
+func (db *DB) writeScope(ctx context.Context) (w certs.Filter, held bool, err error) {
+	scopes, held, err := db.HeldScopes(ctx)
+	for _, s := range scopes {
+		w = append(w, s.Scope.Write...)
+	}
+	return w, held, err
 }
