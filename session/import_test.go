@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -231,6 +232,29 @@ func (d *device) export(path, manifest string) *ExportResult {
 		d.t.Fatalf("%s: export: %v", d.name, err)
 	}
 	return r
+}
+
+// sends numbers the files sendTo writes.
+var sends atomic.Int64
+
+// sendTo carries what to lacks from d: to's manifest, a bundle for it and
+// its import on to, through files in dir. With skipEmpty nothing is
+// written or imported when to lacks nothing. It returns the records sent
+// and the import's result (nil when there was no import).
+func (d *device) sendTo(to *device, dir string, skipEmpty bool) (int64, *ImportResult) {
+	d.t.Helper()
+	n := sends.Add(1)
+	m := filepath.Join(dir, fmt.Sprintf("%d-%s.manifest", n, to.name))
+	b := filepath.Join(dir, fmt.Sprintf("%d-%s-to-%s.bundle", n, d.name, to.name))
+	to.manifest(m)
+	e, err := Export(d.t.Context(), d.db, &DiskConnection{Bundle: b, Manifest: m}, ExportOptions{CertID: d.cert, SkipEmpty: skipEmpty})
+	if err != nil {
+		d.t.Fatalf("%s: export: %v", d.name, err)
+	}
+	if _, err := os.Stat(b); err != nil {
+		return e.Records, nil
+	}
+	return e.Records, to.mustImport(b)
 }
 
 func (d *device) importBundle(path string) (*ImportResult, error) {

@@ -2,7 +2,6 @@ package session
 
 import (
 	"fmt"
-	"path/filepath"
 	"testing"
 
 	"github.com/morango-sync/morango/ids"
@@ -13,21 +12,15 @@ import (
 // or not some lesson waits for its own deleted classroom: a NULL
 // reference once counted as a reference to a waiting record.
 func TestNullForeignKeyDoesNotWait(t *testing.T) {
-	const schema = `CREATE TABLE lesson (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, classroom_id TEXT NOT NULL, title TEXT NOT NULL);
+	const schema = lessonTable + `
 CREATE TABLE attempt (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, user_id TEXT NOT NULL, classroom_id TEXT NOT NULL, lesson_id TEXT);`
-	const models = `{"name": "lesson", "table": "lesson", "partition": "${dataset_id}:allusers-ro", "foreign_keys": {"classroom_id": "classroom"}},
+	const models = lessonModel + `
 	{"name": "attempt", "table": "attempt", "partition": "${dataset_id}:user-rw:${user_id}",
 	 "foreign_keys": {"classroom_id": "classroom", "lesson_id": "lesson", "user_id": "facilityuser"}},`
 	for _, withLesson := range []bool{false, true} {
 		t.Run(fmt.Sprint("lesson waits=", withLesson), func(t *testing.T) {
-			dir, n := t.TempDir(), 0
-			send := func(from, to *device) {
-				n++
-				m, b := filepath.Join(dir, fmt.Sprint(n, ".manifest")), filepath.Join(dir, fmt.Sprint(n, ".bundle"))
-				to.manifest(m)
-				from.export(b, m)
-				to.mustImport(b)
-			}
+			dir := t.TempDir()
+			send := func(from, to *device) { from.sendTo(to, dir, false) }
 			fac := newAppDevice(t, "facility", schema, models)
 			fac.root()
 			f := seedFacility(fac)

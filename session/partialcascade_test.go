@@ -1,12 +1,19 @@
 package session
 
 import (
-	"fmt"
 	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/morango-sync/morango/ids"
+)
+
+// lessonTable and lessonModel add to the test app a lesson of a classroom,
+// shared read-only data: every learner's device may read it, none write
+// it.
+const (
+	lessonTable = `CREATE TABLE lesson (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, classroom_id TEXT NOT NULL, title TEXT NOT NULL);`
+	lessonModel = `{"name": "lesson", "table": "lesson", "partition": "${dataset_id}:allusers-ro", "foreign_keys": {"classroom_id": "classroom"}},`
 )
 
 // A classroom is deleted on Facility while its app keeps the classroom's
@@ -16,16 +23,11 @@ import (
 // of its own (one that could never leave it, and would win over every later
 // edit): the lesson waits, and the stores of both devices stay the same.
 func TestPartialScopeKeepsOthersRecords(t *testing.T) {
-	const schema = `CREATE TABLE lesson (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, classroom_id TEXT NOT NULL, title TEXT NOT NULL);`
-	const models = `{"name": "lesson", "table": "lesson", "partition": "${dataset_id}:allusers-ro", "foreign_keys": {"classroom_id": "classroom"}},`
-	dir, n := t.TempDir(), 0
+	const schema, models = lessonTable, lessonModel
+	dir := t.TempDir()
 	send := func(from, to *device) {
 		t.Helper()
-		n++
-		m, b := filepath.Join(dir, fmt.Sprint(n, ".manifest")), filepath.Join(dir, fmt.Sprint(n, ".bundle"))
-		to.manifest(m)
-		from.export(b, m)
-		if r := to.mustImport(b); r.Store.Refused != 0 {
+		if _, r := from.sendTo(to, dir, false); r.Store.Refused != 0 {
 			t.Fatalf("%s refused %+v", to.name, r.Store.Refusals)
 		}
 	}

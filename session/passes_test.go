@@ -3,8 +3,6 @@ package session
 import (
 	"database/sql/driver"
 	"fmt"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -43,17 +41,7 @@ CREATE TRIGGER count_attempts BEFORE UPDATE ON facilityuser BEGIN
 	SELECT RAISE(ABORT, 'refused name') WHERE NEW.username LIKE 'bad%';
 END;`
 	dir := t.TempDir()
-	n := 0
-	send := func(from, to *device) {
-		t.Helper()
-		n++
-		m, b := filepath.Join(dir, fmt.Sprint(n, ".manifest")), filepath.Join(dir, fmt.Sprint(n, ".bundle"))
-		to.manifest(m)
-		from.export(b, m)
-		if _, err := os.Stat(b); err == nil {
-			to.mustImport(b)
-		}
-	}
+	send := func(from, to *device) { from.sendTo(to, dir, false) }
 	fac := newAppDevice(t, "facility", "", "")
 	fac.root()
 	city := newAppDevice(t, "city", cityApp, "")

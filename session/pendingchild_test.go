@@ -1,8 +1,6 @@
 package session
 
 import (
-	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 
@@ -17,19 +15,12 @@ import (
 // tablet would go back and delete the learner's progress in a lesson the
 // facility keeps, edits and shows.
 func TestPendingParentKeepsChildren(t *testing.T) {
-	const schema = `CREATE TABLE lesson (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, classroom_id TEXT NOT NULL, title TEXT NOT NULL);
+	const schema = lessonTable + `
 CREATE TABLE lessonlog (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, user_id TEXT NOT NULL, lesson_id TEXT NOT NULL, progress REAL);`
-	const models = `{"name": "lesson", "table": "lesson", "partition": "${dataset_id}:allusers-ro", "foreign_keys": {"classroom_id": "classroom"}},
+	const models = lessonModel + `
 	{"name": "lessonlog", "table": "lessonlog", "partition": "${dataset_id}:user-rw:${user_id}", "foreign_keys": {"lesson_id": "lesson", "user_id": "facilityuser"}},`
-	dir, n := t.TempDir(), 0
-	send := func(from, to *device) {
-		t.Helper()
-		n++
-		m, b := filepath.Join(dir, fmt.Sprint(n, ".manifest")), filepath.Join(dir, fmt.Sprint(n, ".bundle"))
-		to.manifest(m)
-		from.export(b, m)
-		to.mustImport(b)
-	}
+	dir := t.TempDir()
+	send := func(from, to *device) { from.sendTo(to, dir, false) }
 	fac := newAppDevice(t, "facility", schema, models)
 	fac.root()
 	f := seedFacility(fac)

@@ -3,8 +3,6 @@ package session
 import (
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"testing"
 
 	"github.com/morango-sync/morango/ids"
@@ -20,19 +18,10 @@ func TestRenameChainsInAnyOrder(t *testing.T) {
 }
 
 func renameChain(t *testing.T, perm []int, b int) {
-	k, dir, n := len(perm), t.TempDir(), 0
+	k, dir := len(perm), t.TempDir()
 	send := func(from, to *device) int64 { // nothing when there is nothing to send
-		n++
-		m, bf := filepath.Join(dir, fmt.Sprint(n, ".manifest")), filepath.Join(dir, fmt.Sprint(n, ".bundle"))
-		to.manifest(m)
-		e, err := Export(t.Context(), from.db, &DiskConnection{Bundle: bf, Manifest: m}, ExportOptions{CertID: from.cert, SkipEmpty: true})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if _, err := os.Stat(bf); err == nil {
-			to.mustImport(bf)
-		}
-		return e.Records
+		n, _ := from.sendTo(to, dir, true)
+		return n
 	}
 	fac := newAppDevice(t, "facility", "", "")
 	fac.root()

@@ -1142,6 +1142,29 @@ func (s *scSim) broadcast() {
 	s.pending = append(s.pending, bf)
 }
 
+// newTestSim is a scenario of n fresh devices for a test that plays its own
+// story; seed draws what the scenario's helpers draw.
+func newTestSim(t *testing.T, seed uint64, n int) *scSim {
+	t.Helper()
+	scLoadFixture(t)
+	s := &scSim{t: t, ctx: t.Context(), seed: seed, rng: rand.New(rand.NewPCG(seed, seed)), dir: t.TempDir(), root: scFixture.root.ID,
+		applied: map[string]map[int]bool{}, newest: map[[2]int]int{}, created: map[string]string{},
+		hardDel: map[string]bool{}, recreated: map[string]bool{}, stats: map[string]int{}}
+	for i := range n {
+		s.devs = append(s.devs, s.newDevice(i, ""))
+	}
+	return s
+}
+
+// send exports from a what b's manifest says it lacks, and imports it on b
+// (nothing when b lacks nothing).
+func (s *scSim) send(a, b *scDevice) {
+	s.t.Helper()
+	if bf, _ := s.export(a, b.idx, s.writeManifest(b), true); bf != nil {
+		s.importBundle(bf, b)
+	}
+}
+
 // deliverPending imports a bundle that waited on the stick, possibly after
 // newer ones from the same sender.
 func (s *scSim) deliverPending() {
@@ -1517,13 +1540,7 @@ func (s *scSim) verify() {
 // later. (Before the import checked the recipient, C claimed A's counters
 // and never got the old record.)
 func TestMisdeliveredBundle(t *testing.T) {
-	scLoadFixture(t)
-	s := &scSim{t: t, ctx: t.Context(), seed: 1, rng: rand.New(rand.NewPCG(1, 1)), dir: t.TempDir(), root: scFixture.root.ID,
-		applied: map[string]map[int]bool{}, newest: map[[2]int]int{}, created: map[string]string{},
-		hardDel: map[string]bool{}, recreated: map[string]bool{}, stats: map[string]int{}}
-	for i := range 3 {
-		s.devs = append(s.devs, s.newDevice(i, ""))
-	}
+	s := newTestSim(t, 1, 3)
 	a, b, c := s.devs[0], s.devs[1], s.devs[2]
 	old := s.rid()
 	s.exec(a, `INSERT INTO person (id, dataset_id, name, age) VALUES (?, ?, 'old', 1)`, old, s.root)
@@ -1561,13 +1578,7 @@ func TestMisdeliveredBundle(t *testing.T) {
 // recorded by the next serialization, and the dependent must follow it, on
 // every device, without needing yet another import.
 func TestCascadeThroughEngineDeletion(t *testing.T) {
-	scLoadFixture(t)
-	s := &scSim{t: t, ctx: t.Context(), seed: 2, rng: rand.New(rand.NewPCG(2, 2)), dir: t.TempDir(), root: scFixture.root.ID,
-		applied: map[string]map[int]bool{}, newest: map[[2]int]int{}, created: map[string]string{},
-		hardDel: map[string]bool{}, recreated: map[string]bool{}, stats: map[string]int{}}
-	for i := range 3 {
-		s.devs = append(s.devs, s.newDevice(i, ""))
-	}
+	s := newTestSim(t, 2, 3)
 	a, b, c := s.devs[0], s.devs[1], s.devs[2]
 	x, y, p, ch := s.rid(), s.rid(), s.rid(), s.rid()
 	s.exec(a, `INSERT INTO person (id, dataset_id, name, age) VALUES (?, ?, 'x', 1), (?, ?, 'y', 2)`, x, s.root, y, s.root)
