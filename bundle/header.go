@@ -25,6 +25,10 @@ const (
 	MaxChunkSize = 16 << 20
 	// MaxChainLength bounds the certificate chain in a header.
 	MaxChainLength = 16
+	// MaxFilterPrefixes bounds the partition prefixes of a header's filter.
+	MaxFilterPrefixes = 1024
+	// MaxModels bounds the models a bundle header counts records of.
+	MaxModels = 1024
 	// MaxSignatureSize bounds the signature (an 8192-bit RSA key).
 	MaxSignatureSize = 1024
 	// MaxDeviceName bounds a manifest's device name, in bytes.
@@ -69,7 +73,10 @@ type Header struct {
 	RecipientCert string `json:"recipient_certificate_id"`
 	// Filter lists the partition prefixes the bundle covers.
 	Filter []string `json:"filter"`
-	// FSIC holds the sender's counters for Filter.
+	// FSIC holds the sender's counters for Filter. A Reader decodes it,
+	// and PeerFSIC, only once the file is read to its end and verified
+	// (Next has returned io.EOF): until then both are empty, so that a file
+	// nobody signed costs no more than its size to look at.
 	FSIC fsic.V2 `json:"fsic"`
 	// PeerFSIC holds the counters the bundle was computed against, or nil
 	// when it was exported without a manifest.
@@ -96,7 +103,9 @@ type Manifest struct {
 	Chain []certs.Link `json:"chain"`
 	// Filter lists the partition prefixes the manifest speaks for.
 	Filter []string `json:"filter"`
-	// FSIC holds the device's counters for Filter.
+	// FSIC holds the device's counters for Filter. ReadManifest decodes
+	// it only once the signature is checked; a header-only read leaves it
+	// empty.
 	FSIC fsic.V2 `json:"fsic"`
 	// Name is a device name for people; it may be empty.
 	Name string `json:"device_name"`
@@ -132,43 +141,232 @@ func encodeManifest(m *Manifest) ([]byte, error) {
 	return canonicalJSON(manifestJSON{Kind: kindManifest, Manifest: n})
 }
 
+// bundleWire and manifestWire are the headers as written, with the
+// fields whose size the sender chooses left undecoded: decodeHeader bounds
+// the lists and maps before it decodes them, and leaves the counters, the
+// largest part, to decodeCounters, once the file is verified.
+type bundleWire struct {
+	Kind              string          `json:"kind"`
+	Profile           string          `json:"profile"`
+	TransferID        string          `json:"transfer_id"`
+	Created           string          `json:"created"`
+	SenderInstance    string          `json:"sender_instance_id"`
+	SenderCert        string          `json:"sender_certificate_id"`
+	Chain             json.RawMessage `json:"chain"`
+	RecipientInstance string          `json:"recipient_instance_id"`
+	RecipientCert     string          `json:"recipient_certificate_id"`
+	Filter            json.RawMessage `json:"filter"`
+	FSIC              json.RawMessage `json:"fsic"`
+	PeerFSIC          json.RawMessage `json:"peer_fsic"`
+	Counts            json.RawMessage `json:"counts"`
+	Records           int64           `json:"records"`
+}
+
+type manifestWire struct {
+	Kind     string          `json:"kind"`
+	Profile  string          `json:"profile"`
+	Created  string          `json:"created"`
+	Instance string          `json:"instance_id"`
+	CertID   string          `json:"certificate_id"`
+	Chain    json.RawMessage `json:"chain"`
+	Filter   json.RawMessage `json:"filter"`
+	FSIC     json.RawMessage `json:"fsic"`
+	Name     string          `json:"device_name"`
+}
+
+// counters are a header's counters as written, decoded by decodeCounters.
+type counters struct {
+	fsic, peer json.RawMessage
+}
+
 // decodeHeader parses a bundle header and accepts it only if it is the
-// canonical encoding of a valid header.
-func decodeHeader(raw []byte) (*Header, error) {
-	var v bundleJSON
-	if err := strictJSON(raw, &v); err != nil {
-		return nil, err
+// canonical encoding of a valid header. It does not decode the counters
+// (FSIC, PeerFSIC): it returns them for decodeCounters. What it decodes is
+// bounded by the format's limits before it is decoded, so that a header
+// costs about its size to parse whatever it holds.
+func decodeHeader(raw []byte) (*Header, counters, error) {
+	var w bundleWire
+	if err := wireJSON(raw, &w, kindBundle, func() string { return w.Kind }); err != nil {
+		return nil, counters{}, err
 	}
-	if v.Kind != kindBundle {
-		return nil, fmt.Errorf("header kind %q, want %q: %w", v.Kind, kindBundle, ErrMalformed)
+	h := &Header{Profile: w.Profile, TransferID: w.TransferID, Created: w.Created, SenderInstance: w.SenderInstance,
+		SenderCert: w.SenderCert, RecipientInstance: w.RecipientInstance, RecipientCert: w.RecipientCert, Records: w.Records}
+	err := decodeList("certificate chain", w.Chain, MaxChainLength, &h.Chain)
+	if err == nil {
+		err = decodeList("filter", w.Filter, MaxFilterPrefixes, &h.Filter)
 	}
-	again, err := encodeHeader(&v.Header)
+	if err == nil {
+		err = decodeList("counts", w.Counts, MaxModels, &h.Counts)
+	}
 	if err != nil {
-		return nil, err
+		return nil, counters{}, err
 	}
-	if !bytes.Equal(again, raw) {
-		return nil, fmt.Errorf("header is not in canonical form: %w", ErrMalformed)
+	n := normalHeader(h)
+	if err := checkHeader(&n); err != nil {
+		return nil, counters{}, err
 	}
-	return &v.Header, nil
+	if err := sameJSON(w.Chain, n.Chain); err != nil {
+		return nil, counters{}, err
+	}
+	if err := sameJSON(w.Filter, n.Filter); err != nil {
+		return nil, counters{}, err
+	}
+	if err := sameJSON(w.Counts, n.Counts); err != nil {
+		return nil, counters{}, err
+	}
+	return &n, counters{fsic: w.FSIC, peer: w.PeerFSIC}, nil
+}
+
+// decodeCounters decodes and checks the counters decodeHeader left aside.
+func (h *Header) decodeCounters(c counters) error {
+	v, err := decodeFSIC("fsic", c.fsic)
+	if err != nil {
+		return err
+	}
+	var peer *fsic.V2
+	if !bytes.Equal(c.peer, []byte("null")) {
+		p, err := decodeFSIC("peer_fsic", c.peer)
+		if err != nil {
+			return err
+		}
+		peer = &p
+	}
+	h.FSIC, h.PeerFSIC = v, peer
+	return nil
 }
 
 // decodeManifest is decodeHeader for manifests.
-func decodeManifest(raw []byte) (*Manifest, error) {
-	var v manifestJSON
-	if err := strictJSON(raw, &v); err != nil {
-		return nil, err
+func decodeManifest(raw []byte) (*Manifest, counters, error) {
+	var w manifestWire
+	if err := wireJSON(raw, &w, kindManifest, func() string { return w.Kind }); err != nil {
+		return nil, counters{}, err
 	}
-	if v.Kind != kindManifest {
-		return nil, fmt.Errorf("header kind %q, want %q: %w", v.Kind, kindManifest, ErrMalformed)
+	m := &Manifest{Profile: w.Profile, Created: w.Created, Instance: w.Instance, CertID: w.CertID, Name: w.Name}
+	err := decodeList("certificate chain", w.Chain, MaxChainLength, &m.Chain)
+	if err == nil {
+		err = decodeList("filter", w.Filter, MaxFilterPrefixes, &m.Filter)
 	}
-	again, err := encodeManifest(&v.Manifest)
 	if err != nil {
-		return nil, err
+		return nil, counters{}, err
 	}
-	if !bytes.Equal(again, raw) {
-		return nil, fmt.Errorf("header is not in canonical form: %w", ErrMalformed)
+	n := normalManifest(m)
+	if err := checkManifest(&n); err != nil {
+		return nil, counters{}, err
 	}
-	return &v.Manifest, nil
+	if err := sameJSON(w.Chain, n.Chain); err != nil {
+		return nil, counters{}, err
+	}
+	if err := sameJSON(w.Filter, n.Filter); err != nil {
+		return nil, counters{}, err
+	}
+	return &n, counters{fsic: w.FSIC}, nil
+}
+
+// decodeCounters decodes and checks the counters decodeManifest left
+// aside.
+func (m *Manifest) decodeCounters(c counters) error {
+	v, err := decodeFSIC("fsic", c.fsic)
+	if err == nil {
+		m.FSIC = v
+	}
+	return err
+}
+
+// wireJSON decodes a header as written into w, checks its kind, and checks
+// that it is written as its canonical encoding, the undecoded fields as
+// they are: each of those is checked by whoever decodes it.
+// An unknown field makes it not canonical. It decodes with json.Unmarshal,
+// which reads raw in place, where a Decoder would copy it.
+func wireJSON(raw []byte, w any, want string, kind func() string) error {
+	if err := json.Unmarshal(raw, w); err != nil {
+		return fmt.Errorf("header: %w: %v", ErrMalformed, err)
+	}
+	if k := kind(); k != want {
+		return fmt.Errorf("header kind %q, want %q: %w", k, want, ErrMalformed)
+	}
+	return sameJSON(raw, w)
+}
+
+// decodeList decodes raw, a JSON array or object, into v once it has
+// counted at most limit elements in it, reading one element at a time.
+func decodeList(what string, raw json.RawMessage, limit int, v any) error {
+	d := json.NewDecoder(bytes.NewReader(raw))
+	if _, err := d.Token(); err != nil { // [ or {, or null
+		return malformed("%s: %v", what, err)
+	}
+	obj := len(raw) > 0 && raw[0] == '{'
+	for n := 0; d.More(); n++ {
+		if n == limit {
+			return fmt.Errorf("header: %s of more than %d entries: %w", what, limit, ErrTooLarge)
+		}
+		if obj {
+			if _, err := d.Token(); err != nil {
+				return malformed("%s: %v", what, err)
+			}
+		}
+		var skip json.RawMessage
+		if err := d.Decode(&skip); err != nil {
+			return malformed("%s: %v", what, err)
+		}
+	}
+	return strictJSON(raw, v)
+}
+
+// decodeFSIC decodes counters and accepts them only in canonical form.
+func decodeFSIC(field string, raw json.RawMessage) (fsic.V2, error) {
+	var v fsic.V2
+	if err := strictJSON(raw, &v); err != nil {
+		return fsic.V2{}, err
+	}
+	n := normalFSIC(v)
+	if err := checkFSIC(field, &n); err != nil {
+		return fsic.V2{}, err
+	}
+	if err := sameJSON(raw, n); err != nil {
+		return fsic.V2{}, err
+	}
+	return n, nil
+}
+
+// sameJSON requires raw to be the canonical encoding of v. The encoding is
+// compared as it is written, not kept.
+func sameJSON(raw json.RawMessage, v any) error {
+	c := &compareWriter{rest: raw, same: true}
+	e := json.NewEncoder(c)
+	e.SetEscapeHTML(false)
+	if err := e.Encode(v); err != nil {
+		return fmt.Errorf("encode header: %w", err)
+	}
+	if !c.same || len(c.rest) != 0 || !c.newline {
+		return fmt.Errorf("header is not in canonical form: %w", ErrMalformed)
+	}
+	return nil
+}
+
+// compareWriter compares what is written with rest, followed by the one
+// newline json.Encoder ends a value with.
+type compareWriter struct {
+	rest    []byte
+	same    bool
+	newline bool
+}
+
+func (c *compareWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	if !c.same {
+		return n, nil
+	}
+	k := min(len(p), len(c.rest))
+	if !bytes.Equal(p[:k], c.rest[:k]) {
+		c.same = false
+		return n, nil
+	}
+	c.rest, p = c.rest[k:], p[k:]
+	if len(p) > 0 {
+		c.same = !c.newline && len(p) == 1 && p[0] == '\n'
+		c.newline = true
+	}
+	return n, nil
 }
 
 func strictJSON(raw []byte, v any) error {
@@ -275,6 +473,9 @@ func checkHeader(h *Header) error {
 	}
 	if err := checkStrings(h.Profile, h.Filter); err != nil {
 		return err
+	}
+	if len(h.Counts) > MaxModels {
+		return fmt.Errorf("header: counts of %d models (at most %d): %w", len(h.Counts), MaxModels, ErrTooLarge)
 	}
 	if err := checkFSIC("fsic", &h.FSIC); err != nil {
 		return err
@@ -383,6 +584,9 @@ func checkChain(chain []certs.Link, signer string) error {
 }
 
 func checkStrings(profile string, filter []string) error {
+	if len(filter) > MaxFilterPrefixes {
+		return fmt.Errorf("header: filter of %d prefixes (at most %d): %w", len(filter), MaxFilterPrefixes, ErrTooLarge)
+	}
 	if !utf8.ValidString(profile) {
 		return malformed("profile is not valid UTF-8")
 	}

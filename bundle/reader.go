@@ -45,6 +45,7 @@ type Reader struct {
 	src     source
 	version int
 	header  *Header
+	counts  counters // the header's counters, decoded once verified
 	key     *rsa.PublicKey
 	opts    ReaderOptions
 
@@ -90,11 +91,11 @@ func NewReader(r io.Reader, opts *ReaderOptions) (*Reader, error) {
 		return nil, err
 	}
 	br.version = version
-	h, err := decodeHeader(raw)
+	h, c, err := decodeHeader(raw)
 	if err != nil {
 		return nil, fmt.Errorf("bundle %w", err)
 	}
-	br.header = h
+	br.header, br.counts = h, c
 	br.seen = make(map[string]int64, len(h.Counts))
 	if o.HeaderOnly {
 		return br, nil
@@ -287,6 +288,13 @@ func (r *Reader) finish() error {
 	if verified != nil && !r.opts.Unverified {
 		return fmt.Errorf("bundle %w", verified)
 	}
+	// The counters are the one part of the header that may be large: they
+	// are decoded once the file is known to come from its signer (or, in
+	// an unverified read, once it has been read whole).
+	if err := r.header.decodeCounters(r.counts); err != nil {
+		return fmt.Errorf("bundle %w", err)
+	}
+	r.counts = counters{}
 	r.digest, r.verified, r.done = digest, verified, true
 	return nil
 }
@@ -312,7 +320,8 @@ func readManifest(r io.Reader, opts *ReaderOptions) (m *Manifest, verified error
 	if err != nil {
 		return nil, nil, src, err
 	}
-	if m, err = decodeManifest(raw); err != nil {
+	m, counts, err := decodeManifest(raw)
+	if err != nil {
 		return nil, nil, src, fmt.Errorf("manifest %w", err)
 	}
 	if o.HeaderOnly {
@@ -335,6 +344,9 @@ func readManifest(r io.Reader, opts *ReaderOptions) (m *Manifest, verified error
 	}
 	if verified != nil && !o.Unverified {
 		return nil, nil, src, fmt.Errorf("manifest %w", verified)
+	}
+	if err := m.decodeCounters(counts); err != nil {
+		return nil, nil, src, fmt.Errorf("manifest %w", err)
 	}
 	return m, verified, src, nil
 }

@@ -62,9 +62,12 @@ type IncomingHeader struct {
 	RecipientInst  string
 	RecipientCert  string
 	Filter         []string
-	FSIC           fsic.V2
-	Counts         map[string]int64
-	Total          int64
+	// FSIC holds the sender's counters. It is empty until Records has read
+	// the transfer to its end: counters are taken only from a verified
+	// transfer.
+	FSIC   fsic.V2
+	Counts map[string]int64
+	Total  int64
 }
 
 // Incoming is a transfer arriving at this device. Records may be read more

@@ -343,7 +343,12 @@ func (in *diskIncoming) Records(ctx context.Context, trust Trust, fn func(*store
 	for {
 		br, err := in.r.Next()
 		if err == io.EOF {
-			return in.sameFile()
+			if err := in.sameFile(); err != nil {
+				return err
+			}
+			// The counters are decoded only from a verified file.
+			in.h.FSIC = in.r.Header().FSIC
+			return nil
 		}
 		if err != nil {
 			if !isFormatError(err) {

@@ -1,0 +1,244 @@
+package bundle
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+)
+
+// canon is the canonical encoding of v.
+func canon(tb testing.TB, v any) json.RawMessage {
+	tb.Helper()
+	b, err := canonicalJSON(v)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return b
+}
+
+// wireOf is h as written, each field in its canonical encoding.
+func wireOf(tb testing.TB, h *Header) bundleWire {
+	tb.Helper()
+	n := normalHeader(h)
+	enc := func(v any) json.RawMessage { return canon(tb, v) }
+	return bundleWire{Kind: kindBundle, Profile: n.Profile, TransferID: n.TransferID, Created: n.Created,
+		SenderInstance: n.SenderInstance, SenderCert: n.SenderCert, Chain: enc(n.Chain),
+		RecipientInstance: n.RecipientInstance, RecipientCert: n.RecipientCert, Filter: enc(n.Filter),
+		FSIC: enc(n.FSIC), PeerFSIC: enc(n.PeerFSIC), Counts: enc(n.Counts), Records: n.Records}
+}
+
+// jsonList is open, then n elements made by elem, comma-separated, then
+// close, as long as it stays under size bytes.
+func jsonList(open string, elem func(i int) string, close string, size int) (json.RawMessage, int) {
+	var b strings.Builder
+	b.WriteString(open)
+	n := 0
+	for ; ; n++ {
+		e := elem(n)
+		if b.Len()+len(e)+1+len(close) > size {
+			break
+		}
+		if n > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(e)
+	}
+	b.WriteString(close)
+	return json.RawMessage(b.String()), n
+}
+
+// unsigned is a bundle without records whose header is w, signed with a
+// key its chain does not name: nobody vouches for it.
+func unsigned(tb testing.TB, w bundleWire) []byte {
+	tb.Helper()
+	raw, err := canonicalJSON(w)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if len(raw) > MaxHeaderSize {
+		tb.Fatalf("header of %d bytes", len(raw))
+	}
+	return sign(tb, cat(preamble(bundleMagic, 1, raw), endChunk), testKey(tb, "other-key.pem"))
+}
+
+// A header near the size limit, from a file nobody signed, must cost about
+// its size to look at: its lists are bounded before they are decoded, and
+// its counters are decoded only once the signature is checked.
+func TestUnsignedHeadersCostTheirSize(t *testing.T) {
+	room := MaxHeaderSize - 4096
+	tests := []struct {
+		name   string
+		change func(w *bundleWire) int
+		want   error // from NewReader; nil: refused at the signature
+	}{
+		{"counters of many partitions", func(w *bundleWire) int {
+			var n int
+			w.FSIC, n = jsonList(`{"super":{},"sub":{`, func(i int) string { return fmt.Sprintf(`"%07d":{"a":1}`, i) }, `}}`, room)
+			return n
+		}, nil},
+		{"counters of many instances", func(w *bundleWire) int {
+			var n int
+			w.PeerFSIC, n = jsonList(`{"super":{"p":{`, func(i int) string { return fmt.Sprintf(`"%07d":1`, i) }, `}},"sub":{}}`, room)
+			return n
+		}, nil},
+		{"a long chain", func(w *bundleWire) int {
+			var n int
+			w.Chain, n = jsonList(`[`, func(int) string { return `{}` }, `]`, room)
+			return n
+		}, ErrTooLarge},
+		{"a long filter", func(w *bundleWire) int {
+			var n int
+			w.Filter, n = jsonList(`[`, func(int) string { return `""` }, `]`, room)
+			return n
+		}, ErrTooLarge},
+		{"many models", func(w *bundleWire) int {
+			var n int
+			w.Counts, n = jsonList(`{`, func(i int) string { return fmt.Sprintf(`"%07d":1`, i) }, `}`, room)
+			w.Records = int64(n)
+			return n
+		}, ErrTooLarge},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			w := wireOf(t, headerFor(nil))
+			n := tc.change(&w)
+			file := unsigned(t, w)
+			// One read: the header and its copies, a few times its size.
+			// Decoding the counters, or the lists before bounding them,
+			// took 20 to 27 times.
+			limit := uint64(8 * len(file))
+			before := allocated()
+			start := time.Now()
+			_, err := NewReader(bytes.NewReader(file), keyOpts(t))
+			a := allocated() - before
+			t.Logf("%d entries, %d-byte file: header read with %d MiB allocated in %v: %v", n, len(file), a>>20, time.Since(start), err)
+			if a > limit {
+				t.Errorf("reading the header allocated %d MiB, more than %d MiB", a>>20, limit>>20)
+			}
+			if tc.want != nil {
+				if !errors.Is(err, tc.want) {
+					t.Errorf("error %v, want %v", err, tc.want)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			before = allocated()
+			_, _, err = readAll(file, keyOpts(t))
+			a = allocated() - before
+			t.Logf("whole file read with %d MiB allocated: %v", a>>20, err)
+			if !errors.Is(err, ErrBadSignature) {
+				t.Errorf("error %v, want ErrBadSignature", err)
+			}
+			if a > limit {
+				t.Errorf("reading the file allocated %d MiB, more than %d MiB", a>>20, limit>>20)
+			}
+		})
+	}
+}
+
+// The counters come with the verified file, not before; a header-only read
+// never decodes them.
+func TestCountersDecodedOnceVerified(t *testing.T) {
+	recs := sampleRecords()
+	h := headerFor(recs)
+	peer := testFSIC()
+	peer.Sub["other"] = nil
+	h.PeerFSIC = &peer
+	file := writeBundle(t, h, recs, goldenKey(t), nil)
+	want := normalHeader(h)
+
+	r, err := NewReader(bytes.NewReader(file), keyOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Header(); len(got.FSIC.Sub) != 0 || got.PeerFSIC != nil {
+		t.Fatalf("counters before the file is verified: %+v, %+v", got.FSIC, got.PeerFSIC)
+	}
+	for {
+		if _, err := r.Next(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := r.Header(); !reflect.DeepEqual(got.FSIC, want.FSIC) || !reflect.DeepEqual(got.PeerFSIC, want.PeerFSIC) {
+		t.Errorf("counters %+v, %+v; want %+v, %+v", got.FSIC, got.PeerFSIC, want.FSIC, want.PeerFSIC)
+	}
+
+	ho, err := NewReader(bytes.NewReader(file), &ReaderOptions{HeaderOnly: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := ho.Header(); len(got.FSIC.Sub) != 0 || got.TransferID != h.TransferID || got.Records != h.Records {
+		t.Errorf("header-only read: %+v", got)
+	}
+
+	// The counters are checked all the same: a verified file whose
+	// counters are not canonical fails at its end.
+	w := wireOf(t, h)
+	w.FSIC = json.RawMessage(`{"sub":{},"super":{}}`)
+	raw := canon(t, w)
+	var body bytes.Buffer
+	body.Write(preamble(bundleMagic, 1, raw))
+	full := writeBundle(t, h, recs, goldenKey(t), nil)
+	body.Write(full[preambleLen+int(len(headerJSON(t, h))) : len(full)-sigLen(full)])
+	bad := sign(t, body.Bytes(), goldenKey(t))
+	if _, _, err := readAll(bad, keyOpts(t)); !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "canonical") {
+		t.Errorf("counters out of order: %v, want ErrMalformed", err)
+	}
+}
+
+// A manifest nobody signed costs its size too, and a signed one gives its
+// counters.
+func TestManifestCountersOnceVerified(t *testing.T) {
+	m := testManifest()
+	var good bytes.Buffer
+	if err := WriteManifest(&good, m, goldenKey(t)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ReadManifest(bytes.NewReader(good.Bytes()), keyOpts(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := normalManifest(m); !reflect.DeepEqual(got.FSIC, want.FSIC) {
+		t.Errorf("counters %+v, want %+v", got.FSIC, want.FSIC)
+	}
+
+	n := normalManifest(m)
+	enc := func(v any) json.RawMessage { return canon(t, v) }
+	w := manifestWire{Kind: kindManifest, Profile: n.Profile, Created: n.Created, Instance: n.Instance, CertID: n.CertID,
+		Chain: enc(n.Chain), Filter: enc(n.Filter), Name: n.Name}
+	w.FSIC, _ = jsonList(`{"super":{},"sub":{`, func(i int) string { return fmt.Sprintf(`"%07d":{"a":1}`, i) }, `}}`, MaxHeaderSize-4096)
+	raw := enc(w)
+	file := sign(t, preamble(manifestMagic, 1, raw), testKey(t, "other-key.pem"))
+	before := allocated()
+	_, err = ReadManifest(bytes.NewReader(file), keyOpts(t))
+	a := allocated() - before
+	t.Logf("%d-byte manifest: %d MiB allocated: %v", len(file), a>>20, err)
+	if !errors.Is(err, ErrBadSignature) {
+		t.Errorf("error %v, want ErrBadSignature", err)
+	}
+	if limit := uint64(8 * len(file)); a > limit {
+		t.Errorf("allocated %d MiB, more than %d MiB", a>>20, limit>>20)
+	}
+}
+
+// sigLen is the length of a file's trailer: digest, length, signature.
+func sigLen(file []byte) int {
+	// The trailer ends the file: 32-byte digest, 2-byte length, signature.
+	for n := 1; n <= MaxSignatureSize; n++ {
+		i := len(file) - n - 2
+		if i >= 32 && int(file[i])<<8|int(file[i+1]) == n {
+			return n + 2 + 32
+		}
+	}
+	return 0
+}
