@@ -54,6 +54,9 @@ type FileResult struct {
 type ExchangeResult struct {
 	Instance string        `json:"instance"`
 	Files    []*FileResult `json:"files"`
+	// Retried is set when no bundle was imported and records were waiting
+	// to go into the app: what trying them again did.
+	Retried *store.DeserializeResult `json:"retried,omitempty"`
 	// Failed counts files that could not be imported or written.
 	Failed int `json:"failed"`
 }
@@ -99,6 +102,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		}
 	}
 
+	imported := false
 	for _, n := range bundles {
 		fr := &FileResult{File: n}
 		res.Files = append(res.Files, fr)
@@ -133,6 +137,18 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			continue
 		}
 		fr.Action, fr.Import, fr.Records = "imported", r, r.Store.Received
+		imported = true
+	}
+	// Every import tries the records that wait, pending, again. Without
+	// one, the app may still have removed what stood in their way since.
+	if !imported {
+		r, tried, err := db.RetryPending(ctx)
+		if err != nil {
+			return res, err
+		}
+		if tried {
+			res.Retried = &r
+		}
 	}
 
 	mpath := filepath.Join(dir, ManifestName(in.ID))

@@ -40,6 +40,23 @@ func (db *DB) Deserialize(ctx context.Context) (DeserializeResult, error) {
 	return res, err
 }
 
+// RetryPending tries again to write the records waiting to go into the
+// app's tables (pending: a parent was missing, or the app refused the row),
+// as every import does at its end. It writes nothing and returns false when
+// no record waits. An app that has removed what was in a record's way (a
+// row holding the same unique value, say) sees the record written without
+// waiting for another import.
+func (db *DB) RetryPending(ctx context.Context) (DeserializeResult, bool, error) {
+	var waiting bool
+	err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_store WHERE dirty_bit AND profile = ?)`,
+		db.profile.Name).Scan(&waiting)
+	if err != nil || !waiting {
+		return DeserializeResult{}, false, err
+	}
+	res, err := db.Deserialize(ctx)
+	return res, err == nil, err
+}
+
 // incomingTable lists, by model and store rowid, the records an import
 // merged whose head changed: they are to be deserialized like the records
 // whose dirty bit is set, without the cost of setting and clearing that bit

@@ -241,6 +241,13 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 			}
 		}
 	}
+	if d := r.Retried; d != nil {
+		printf(c, "  retried   rows waiting for the app: %d written, %d deleted, %d still pending", d.Written, d.Deleted, d.Pending)
+		if d.Pending > 0 {
+			printf(c, " (see morango status)")
+		}
+		printf(c, "\n")
+	}
 }
 
 // exitError sets a specific exit code and hint.
