@@ -57,7 +57,11 @@ type ExchangeResult struct {
 	// Retried is set when no bundle was imported and records were waiting
 	// to go into the app: what trying them again did.
 	Retried *store.DeserializeResult `json:"retried,omitempty"`
-	// Failed counts files that could not be imported or written.
+	// RetryError says why that retry failed. It wrote nothing, and the
+	// exchange went on.
+	RetryError string `json:"retry_error,omitempty"`
+	// Failed counts files that could not be imported or written, and a
+	// retry of the waiting records that failed.
 	Failed int `json:"failed"`
 }
 
@@ -141,12 +145,17 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	}
 	// Every import tries the records that wait, pending, again. Without
 	// one, the app may still have removed what stood in their way since.
+	// A retry that fails (the app refuses a deletion, say) is reported like
+	// a file that fails: what the device has to send still goes out.
 	if !imported {
 		r, tried, err := db.RetryPending(ctx)
-		if err != nil {
+		switch {
+		case err != nil && ctx.Err() != nil:
 			return res, err
-		}
-		if tried {
+		case err != nil:
+			res.RetryError = err.Error()
+			res.Failed++
+		case tried:
 			res.Retried = &r
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"testing"
 
 	"github.com/morango-sync/morango/ids"
+	"github.com/morango-sync/morango/store"
 )
 
 // A row the app refused waits, pending. Once the app's own row that stood
@@ -26,7 +27,8 @@ func TestExchangeRetriesPending(t *testing.T) {
 	}
 	visit(city) // its manifest
 	visit(fac)  // a bundle for city
-	if r := visit(city); r.Retried != nil {
+	visit(city)
+	if r := visit(city); r.Retried != nil { // nothing to import, nothing waits
 		t.Errorf("nothing waited, but the exchange retried: %+v", r.Retried)
 	}
 
@@ -64,5 +66,93 @@ func TestExchangeRetriesPending(t *testing.T) {
 	visit(fac)
 	if n := fac.count(`SELECT count(*) FROM facilityuser WHERE id = ? AND username = 'dan.c'`, cityDan); n != 1 {
 		t.Error("city's rename has not reached the facility")
+	}
+}
+
+// A retry the app refuses (it keeps its content logs, and the retry
+// deletes a waiting log whose learner was deleted) is reported, and the
+// exchange goes on: the device's manifest and bundles still go out.
+func TestFailingRetryLetsExchangeGoOn(t *testing.T) {
+	stick := t.TempDir()
+	visit := func(d *device) *ExchangeResult {
+		t.Helper()
+		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert, Name: d.name})
+		if err != nil {
+			t.Fatalf("%s: exchange: %v", d.name, err)
+		}
+		return r
+	}
+	fac := newAppDevice(t, "facility", "", "")
+	fac.root()
+	f := seedFacility(fac)
+	city := newAppDevice(t, "city", `
+CREATE TRIGGER contentlog_kept BEFORE DELETE ON contentlog BEGIN SELECT RAISE(ABORT, 'content logs are kept'); END;
+CREATE TRIGGER contentlog_fixed BEFORE UPDATE ON contentlog WHEN NEW.content_id <> OLD.content_id
+	BEGIN SELECT RAISE(ABORT, 'a log keeps its content'); END;`, "")
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	visit(city)
+	visit(fac)
+	visit(city)
+	fac.exec(`UPDATE contentlog SET content_id = 'c2' WHERE id = ?`, f.learnerLog)
+	visit(fac)
+	visit(city)
+	if city.count(`SELECT count(*) FROM morango_store WHERE dirty_bit AND id = ?`, f.learnerLog) != 1 {
+		t.Fatal("the learner's log is not waiting on city")
+	}
+
+	city.exec(`DELETE FROM facilityuser WHERE id = ?`, f.learner)
+	note := ids.Random()
+	city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES (?, ?, 'inspection')`, note, f.dataset)
+	r := visit(city)
+	if r.RetryError == "" || r.Failed != 1 || r.Retried != nil {
+		t.Errorf("retry error %q, %d failed, retried %+v: want the failed retry reported", r.RetryError, r.Failed, r.Retried)
+	}
+	visit(fac)
+	if fac.count(`SELECT count(*) FROM adminnote WHERE id = ?`, note) != 1 {
+		t.Error("city's note has not reached the facility: the exchange stopped at the retry")
+	}
+}
+
+// The retry serializes many local changes in transactions of
+// SerializeChunk rows, each with its counter, as an import does, so that
+// the app never waits long for the write lock.
+func TestRetrySerializesInChunks(t *testing.T) {
+	saved := store.SerializeChunk
+	t.Cleanup(func() { store.SerializeChunk = saved })
+	stick := t.TempDir()
+	visit := func(d *device) *ExchangeResult {
+		t.Helper()
+		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert, Name: d.name})
+		if err != nil {
+			t.Fatalf("%s: exchange: %v", d.name, err)
+		}
+		return r
+	}
+	fac := newAppDevice(t, "facility", "", "")
+	fac.root()
+	f := seedFacility(fac)
+	city := newAppDevice(t, "city", `CREATE UNIQUE INDEX facilityuser_username ON facilityuser (username);`, "")
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	visit(city)
+	visit(fac)
+	visit(city)
+	city.exec(`INSERT INTO facilityuser (id, dataset_id, username) VALUES (?, ?, 'dan')`, ids.Random(), f.dataset)
+	fac.exec(`INSERT INTO facilityuser (id, dataset_id, username) VALUES (?, ?, 'dan')`, ids.Random(), f.dataset)
+	visit(fac)
+	visit(city)
+
+	store.SerializeChunk = 3
+	var notes []any
+	for range 10 {
+		id := ids.Random()
+		notes = append(notes, id)
+		city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES (?, ?, 'note')`, id, f.dataset)
+	}
+	if r := visit(city); r.Retried == nil {
+		t.Fatal("no retry")
+	}
+	n := city.count(`SELECT count(DISTINCT last_saved_counter) FROM morango_store WHERE id IN (?,?,?,?,?,?,?,?,?,?)`, notes...)
+	if n < 4 {
+		t.Errorf("the 10 changed rows were serialized in %d transaction(s), want 4 or more of at most 3 rows", n)
 	}
 }

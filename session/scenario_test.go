@@ -1255,7 +1255,7 @@ func (s *scSim) convergeOnStick() {
 			}
 			s.logf("stick round %d: dev%d: %s", round, d.idx, strings.Join(did, ", "))
 			if res.Failed > 0 {
-				s.fail("exchange on device %d: %d files failed", d.idx, res.Failed)
+				s.fail("exchange on device %d: %d steps failed (retry: %q)", d.idx, res.Failed, res.RetryError)
 			}
 		}
 		if !busy {

@@ -29,6 +29,11 @@ type DeserializeResult struct {
 // merging instead of being overwritten.
 func (db *DB) Deserialize(ctx context.Context) (DeserializeResult, error) {
 	var res DeserializeResult
+	// Many changes are serialized in transactions of their own first, so
+	// that the app does not wait for them (as an import does).
+	if _, err := db.SerializeFirst(ctx); err != nil {
+		return res, err
+	}
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		if _, err := db.serialize(ctx, tx); err != nil {
 			return err

@@ -204,8 +204,8 @@ Example:
 				return err
 			}
 			if r.Failed > 0 {
-				return &exitError{code: ExitFailure, err: fmt.Errorf("exchange: %d files failed", r.Failed),
-					hint: "the files listed as failed were left untouched; see the reasons above"}
+				return &exitError{code: ExitFailure, err: fmt.Errorf("exchange: %d steps failed", r.Failed),
+					hint: "what is listed as FAILED was left untouched and the rest went on; see the reasons above, and morango status for rows that wait"}
 			}
 			return nil
 		},
@@ -240,6 +240,9 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 				printf(c, "  %-9s %s\n", f.Action, f.File)
 			}
 		}
+	}
+	if r.RetryError != "" {
+		printf(c, "  FAILED    retrying rows waiting for the app: %s\n", r.RetryError)
 	}
 	if d := r.Retried; d != nil {
 		printf(c, "  retried   rows waiting for the app: %d written, %d deleted, %d still pending", d.Written, d.Deleted, d.Pending)
