@@ -275,47 +275,70 @@ func (m *Manifest) decodeCounters(c counters) error {
 // wireJSON decodes a header as written into w, checks its kind, and checks
 // that it is written as its canonical encoding, the undecoded fields as
 // they are: each of those is checked by whoever decodes it.
-// An unknown field makes it not canonical. It decodes with json.Unmarshal,
-// which reads raw in place, where a Decoder would copy it.
+// An unknown field makes it not canonical.
 func wireJSON(raw []byte, w any, want string, kind func() string) error {
-	if err := json.Unmarshal(raw, w); err != nil {
-		return fmt.Errorf("header: %w: %v", ErrMalformed, err)
+	// The canonical encoding is valid UTF-8; the decoder would turn each
+	// invalid byte into three, and the encoder back into six, before the
+	// comparison could refuse them.
+	if !utf8.Valid(raw) {
+		return malformed("not valid UTF-8")
+	}
+	if err := decodeJSON(raw, w); err != nil {
+		return err
 	}
 	if k := kind(); k != want {
-		return fmt.Errorf("header kind %q, want %q: %w", k, want, ErrMalformed)
+		return fmt.Errorf("header kind %q, want %q: %w", short(k), want, ErrMalformed)
 	}
 	return sameJSON(raw, w)
 }
 
 // decodeList decodes raw, a JSON array or object, into v once it has
-// counted at most limit elements in it, reading one element at a time.
+// counted at most limit entries in it. The count is one pass over the
+// bytes: raw is valid, compact JSON (wireJSON checked it).
 func decodeList(what string, raw json.RawMessage, limit int, v any) error {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	if _, err := d.Token(); err != nil { // [ or {, or null
-		return malformed("%s: %v", what, err)
+	if entries(raw, limit) > limit {
+		return fmt.Errorf("header: %s of more than %d entries: %w", what, limit, ErrTooLarge)
 	}
-	obj := len(raw) > 0 && raw[0] == '{'
-	for n := 0; d.More(); n++ {
-		if n == limit {
-			return fmt.Errorf("header: %s of more than %d entries: %w", what, limit, ErrTooLarge)
-		}
-		if obj {
-			if _, err := d.Token(); err != nil {
-				return malformed("%s: %v", what, err)
+	return decodeJSON(raw, v)
+}
+
+// entries counts the members of raw, a valid JSON array or object, up to
+// one past limit: the commas outside strings and nested values.
+func entries(raw []byte, limit int) int {
+	if len(raw) < 3 || (raw[0] != '[' && raw[0] != '{') {
+		return 0
+	}
+	n, depth, str, esc := 1, 0, false, false
+	for _, c := range raw[1 : len(raw)-1] {
+		switch {
+		case str:
+			switch {
+			case esc:
+				esc = false
+			case c == '\\':
+				esc = true
+			case c == '"':
+				str = false
+			}
+		case c == '"':
+			str = true
+		case c == '[' || c == '{':
+			depth++
+		case c == ']' || c == '}':
+			depth--
+		case c == ',' && depth == 0:
+			if n++; n > limit {
+				return n
 			}
 		}
-		var skip json.RawMessage
-		if err := d.Decode(&skip); err != nil {
-			return malformed("%s: %v", what, err)
-		}
 	}
-	return strictJSON(raw, v)
+	return n
 }
 
 // decodeFSIC decodes counters and accepts them only in canonical form.
 func decodeFSIC(field string, raw json.RawMessage) (fsic.V2, error) {
 	var v fsic.V2
-	if err := strictJSON(raw, &v); err != nil {
+	if err := decodeJSON(raw, &v); err != nil {
 		return fsic.V2{}, err
 	}
 	n := normalFSIC(v)
@@ -369,10 +392,10 @@ func (c *compareWriter) Write(p []byte) (int, error) {
 	return n, nil
 }
 
-func strictJSON(raw []byte, v any) error {
-	d := json.NewDecoder(bytes.NewReader(raw))
-	d.DisallowUnknownFields()
-	if err := d.Decode(v); err != nil {
+// decodeJSON decodes raw into v. It reads raw in place; an unknown field
+// is left for the comparison with the canonical encoding to refuse.
+func decodeJSON(raw []byte, v any) error {
+	if err := json.Unmarshal(raw, v); err != nil {
 		return fmt.Errorf("header: %w: %v", ErrMalformed, err)
 	}
 	return nil
@@ -491,10 +514,10 @@ func checkHeader(h *Header) error {
 	var sum int64
 	for model, n := range h.Counts {
 		if !utf8.ValidString(model) {
-			return malformed("model name %q is not valid UTF-8", model)
+			return malformed("model name %q is not valid UTF-8", short(model))
 		}
 		if n <= 0 {
-			return malformed("model %q has record count %d", model, n)
+			return malformed("model %q has record count %d", short(model), n)
 		}
 		if sum > h.Records-n {
 			return malformed("counts per model add up to more than the %d records", h.Records)
@@ -539,6 +562,20 @@ func checkManifest(m *Manifest) error {
 	return nil
 }
 
+// short clips a string the file chose, for an error message: a name of
+// megabytes is no use to anyone reading it.
+func short(s string) string {
+	const most = 100
+	if len(s) <= most {
+		return s
+	}
+	i := most
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i] + "…"
+}
+
 func malformed(format string, args ...any) error {
 	return fmt.Errorf("header: "+format+": %w", append(args, ErrMalformed)...)
 }
@@ -546,12 +583,12 @@ func malformed(format string, args ...any) error {
 // checkID requires 32 lower-case hex characters.
 func checkID(field, id string) error {
 	if len(id) != 32 {
-		return malformed("%s %q is not a 32-character hex id", field, id)
+		return malformed("%s %q is not a 32-character hex id", field, short(id))
 	}
 	for i := 0; i < len(id); i++ {
 		c := id[i]
 		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return malformed("%s %q is not a 32-character hex id", field, id)
+			return malformed("%s %q is not a 32-character hex id", field, short(id))
 		}
 	}
 	return nil
@@ -560,7 +597,7 @@ func checkID(field, id string) error {
 func checkCreated(s string) error {
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil || t.Location() != time.UTC || t.Format(time.RFC3339) != s {
-		return malformed("created %q is not an RFC 3339 UTC time in whole seconds", s)
+		return malformed("created %q is not an RFC 3339 UTC time in whole seconds", short(s))
 	}
 	return nil
 }
@@ -578,7 +615,7 @@ func checkChain(chain []certs.Link, signer string) error {
 		}
 	}
 	if last := chain[len(chain)-1].ID; last != signer {
-		return malformed("chain ends with certificate %q, not the signer %q", last, signer)
+		return malformed("chain ends with certificate %q, not the signer %q", short(last), short(signer))
 	}
 	return nil
 }
@@ -592,7 +629,7 @@ func checkStrings(profile string, filter []string) error {
 	}
 	for _, p := range filter {
 		if !utf8.ValidString(p) {
-			return malformed("filter prefix %q is not valid UTF-8", p)
+			return malformed("filter prefix %q is not valid UTF-8", short(p))
 		}
 	}
 	return nil
@@ -602,14 +639,14 @@ func checkFSIC(field string, v *fsic.V2) error {
 	for _, p := range []fsic.Partitions{v.Super, v.Sub} {
 		for part, cs := range p {
 			if !utf8.ValidString(part) {
-				return malformed("%s: partition %q is not valid UTF-8", field, part)
+				return malformed("%s: partition %q is not valid UTF-8", field, short(part))
 			}
 			for inst, c := range cs {
 				if !utf8.ValidString(inst) {
-					return malformed("%s: instance %q is not valid UTF-8", field, inst)
+					return malformed("%s: instance %q is not valid UTF-8", field, short(inst))
 				}
 				if c < 0 {
-					return malformed("%s: negative counter %d for instance %q", field, c, inst)
+					return malformed("%s: negative counter %d for instance %q", field, c, short(inst))
 				}
 			}
 		}

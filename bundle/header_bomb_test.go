@@ -67,57 +67,90 @@ func unsigned(tb testing.TB, w bundleWire) []byte {
 	return sign(tb, cat(preamble(bundleMagic, 1, raw), endChunk), testKey(tb, "other-key.pem"))
 }
 
-// A header near the size limit, from a file nobody signed, must cost about
-// its size to look at: its lists are bounded before they are decoded, and
-// its counters are decoded only once the signature is checked.
+// A header near the size limit, from a file nobody signed, must cost a
+// few times its size to look at: its lists are bounded before they are
+// decoded, its counters are decoded only once the signature is checked,
+// and invalid UTF-8 is refused before anything is decoded.
 func TestUnsignedHeadersCostTheirSize(t *testing.T) {
 	room := MaxHeaderSize - 4096
+	// A field holding mark becomes one string of fill bytes that brings
+	// the header near the size limit.
+	const mark = "MARKMARKMARK"
+	oneLink := func(w *bundleWire) int {
+		c := testChain()
+		c[0].Serialized = mark
+		w.Chain = canon(t, c)
+		return 1
+	}
+	oneModel := func(w *bundleWire) int {
+		w.Counts, w.Records = canon(t, map[string]int64{mark: 1}), 1
+		return 1
+	}
 	tests := []struct {
 		name   string
-		change func(w *bundleWire) int
-		want   error // from NewReader; nil: refused at the signature
+		change func(w *bundleWire) int // returns the entries it wrote
+		fill   byte
+		want   error // from NewReader; nil: the whole file is read
+		end    error // from the whole read; nil: ErrBadSignature
 	}{
-		{"counters of many partitions", func(w *bundleWire) int {
+		{name: "counters of many partitions", change: func(w *bundleWire) int {
 			var n int
 			w.FSIC, n = jsonList(`{"super":{},"sub":{`, func(i int) string { return fmt.Sprintf(`"%07d":{"a":1}`, i) }, `}}`, room)
 			return n
-		}, nil},
-		{"counters of many instances", func(w *bundleWire) int {
+		}},
+		{name: "counters of many instances", change: func(w *bundleWire) int {
 			var n int
 			w.PeerFSIC, n = jsonList(`{"super":{"p":{`, func(i int) string { return fmt.Sprintf(`"%07d":1`, i) }, `}},"sub":{}}`, room)
 			return n
-		}, nil},
-		{"a long chain", func(w *bundleWire) int {
+		}},
+		{name: "a long chain", change: func(w *bundleWire) int {
 			var n int
 			w.Chain, n = jsonList(`[`, func(int) string { return `{}` }, `]`, room)
 			return n
-		}, ErrTooLarge},
-		{"a long filter", func(w *bundleWire) int {
+		}, want: ErrTooLarge},
+		{name: "a long filter", change: func(w *bundleWire) int {
 			var n int
 			w.Filter, n = jsonList(`[`, func(int) string { return `""` }, `]`, room)
 			return n
-		}, ErrTooLarge},
-		{"many models", func(w *bundleWire) int {
+		}, want: ErrTooLarge},
+		{name: "many models", change: func(w *bundleWire) int {
 			var n int
 			w.Counts, n = jsonList(`{`, func(i int) string { return fmt.Sprintf(`"%07d":1`, i) }, `}`, room)
 			w.Records = int64(n)
 			return n
-		}, ErrTooLarge},
+		}, want: ErrTooLarge},
+		{name: "a long profile", change: func(w *bundleWire) int { w.Profile = mark; return 1 }, fill: 'a'},
+		{name: "a long chain link", change: oneLink, fill: 'a'},
+		{name: "a long filter prefix", change: func(w *bundleWire) int { w.Filter = canon(t, []string{mark}); return 1 }, fill: 'a'},
+		{name: "a long model name", change: oneModel, fill: 'a', end: ErrCountMismatch}, // its one record is missing
+		{name: "a profile not UTF-8", change: func(w *bundleWire) int { w.Profile = mark; return 1 }, fill: 0xff, want: ErrMalformed},
+		{name: "a chain link not UTF-8", change: oneLink, fill: 0xff, want: ErrMalformed},
+		{name: "a model name not UTF-8", change: oneModel, fill: 0xff, want: ErrMalformed},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			w := wireOf(t, headerFor(nil))
 			n := tc.change(&w)
 			file := unsigned(t, w)
-			// One read: the header and its copies, a few times its size.
-			// Decoding the counters, or the lists before bounding them,
-			// took 20 to 27 times.
-			limit := uint64(8 * len(file))
+			if tc.fill != 0 {
+				raw := canon(t, w)
+				raw = bytes.Replace(raw, []byte(mark), bytes.Repeat([]byte{tc.fill}, room-len(raw)), 1)
+				file = sign(t, cat(preamble(bundleMagic, 1, raw), endChunk), testKey(t, "other-key.pem"))
+			}
+			// One read: the header, its fields' copies and their canonical
+			// encodings, up to a dozen times its size when one string
+			// fills it, in short-lived allocations. Decoding the counters
+			// or the lists before bounding them, or a string of invalid
+			// UTF-8, took 20 to 35 times.
+			limit := uint64(12 * len(file))
 			before := allocated()
 			start := time.Now()
 			_, err := NewReader(bytes.NewReader(file), keyOpts(t))
 			a := allocated() - before
 			t.Logf("%d entries, %d-byte file: header read with %d MiB allocated in %v: %v", n, len(file), a>>20, time.Since(start), err)
+			if err != nil && len(err.Error()) > 1000 {
+				t.Errorf("an error message of %d bytes", len(err.Error()))
+			}
 			if a > limit {
 				t.Errorf("reading the header allocated %d MiB, more than %d MiB", a>>20, limit>>20)
 			}
@@ -134,13 +167,39 @@ func TestUnsignedHeadersCostTheirSize(t *testing.T) {
 			_, _, err = readAll(file, keyOpts(t))
 			a = allocated() - before
 			t.Logf("whole file read with %d MiB allocated: %v", a>>20, err)
-			if !errors.Is(err, ErrBadSignature) {
-				t.Errorf("error %v, want ErrBadSignature", err)
+			if err != nil && len(err.Error()) > 1000 {
+				t.Errorf("an error message of %d bytes", len(err.Error()))
+			}
+			end := tc.end
+			if end == nil {
+				end = ErrBadSignature
+			}
+			if !errors.Is(err, end) {
+				t.Errorf("error %v, want %v", err, end)
 			}
 			if a > limit {
 				t.Errorf("reading the file allocated %d MiB, more than %d MiB", a>>20, limit>>20)
 			}
 		})
+	}
+}
+
+func TestEntries(t *testing.T) {
+	for _, tc := range []struct {
+		raw   string
+		limit int
+		want  int
+	}{
+		{`[]`, 5, 0}, {`{}`, 5, 0}, {`null`, 5, 0}, {`"a,b"`, 5, 0},
+		{`[1]`, 5, 1}, {`[1,2,3]`, 5, 3}, {`[1,2,3]`, 2, 3},
+		{`["a,b","c\\",",\"],["]`, 5, 3}, // commas and brackets inside strings, an escaped quote
+		{`[{"a":[1,2],"b":{"c":3}},[4,5]]`, 5, 2},
+		{`{"a":1,"b":[2,3],"c":{"d":4}}`, 5, 3},
+		{`[1,2,3,4,5,6,7]`, 3, 4}, // stops one past the limit
+	} {
+		if got := entries([]byte(tc.raw), tc.limit); got != tc.want {
+			t.Errorf("entries(%s, %d) = %d, want %d", tc.raw, tc.limit, got, tc.want)
+		}
 	}
 }
 

@@ -180,7 +180,7 @@ func (r *Reader) Next() (*Record, error) {
 	r.seen[rec.ModelName]++
 	if r.seen[rec.ModelName] > r.header.Counts[rec.ModelName] {
 		return nil, r.fail(fmt.Errorf("bundle chunk %d: more records of model %q than the header's %d: %w",
-			r.chunks, rec.ModelName, r.header.Counts[rec.ModelName], ErrCountMismatch))
+			r.chunks, short(rec.ModelName), r.header.Counts[rec.ModelName], ErrCountMismatch))
 	}
 	if r.partitions != nil {
 		r.partitions[rec.Partition]++
@@ -275,7 +275,7 @@ func (r *Reader) finish() error {
 	slices.Sort(models)
 	for _, m := range models {
 		if got, want := r.seen[m], r.header.Counts[m]; got != want {
-			return fmt.Errorf("bundle holds %d records of model %q, its header announces %d: %w", got, m, want, ErrCountMismatch)
+			return fmt.Errorf("bundle holds %d records of model %q, its header announces %d: %w", got, short(m), want, ErrCountMismatch)
 		}
 	}
 	verified, digest, err := r.src.trailer(r.key)
