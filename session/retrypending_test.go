@@ -7,6 +7,19 @@ import (
 	"github.com/morango-sync/morango/store"
 )
 
+// exchanger returns a function that runs an exchange of a device with
+// stick, failing the test on an error.
+func exchanger(t *testing.T, stick string) func(d *device) *ExchangeResult {
+	return func(d *device) *ExchangeResult {
+		t.Helper()
+		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert, Name: d.name})
+		if err != nil {
+			t.Fatalf("%s: exchange: %v", d.name, err)
+		}
+		return r
+	}
+}
+
 // A row the app refused waits, pending. Once the app's own row that stood
 // in its way changes, the next exchange writes it, even when no bundle
 // brings anything new; an exchange with nothing waiting writes nothing.
@@ -17,14 +30,7 @@ func TestExchangeRetriesPending(t *testing.T) {
 	f := seedFacility(fac)
 	city := newAppDevice(t, "city", `CREATE UNIQUE INDEX facilityuser_username ON facilityuser (username);`, "")
 	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
-	visit := func(d *device) *ExchangeResult {
-		t.Helper()
-		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert, Name: d.name})
-		if err != nil {
-			t.Fatalf("%s: exchange: %v", d.name, err)
-		}
-		return r
-	}
+	visit := exchanger(t, stick)
 	visit(city) // its manifest
 	visit(fac)  // a bundle for city
 	visit(city)
@@ -69,24 +75,18 @@ func TestExchangeRetriesPending(t *testing.T) {
 	}
 }
 
-// A retry the app refuses (it keeps its content logs, and the retry
-// deletes a waiting log whose learner was deleted) is reported, and the
-// exchange goes on: the device's manifest and bundles still go out.
+// A retry that fails (the app's trigger, asked to delete a waiting log
+// whose learner was deleted, rolls the whole transaction back) is
+// reported, and the exchange goes on: the device's manifest and bundles
+// still go out.
 func TestFailingRetryLetsExchangeGoOn(t *testing.T) {
 	stick := t.TempDir()
-	visit := func(d *device) *ExchangeResult {
-		t.Helper()
-		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert, Name: d.name})
-		if err != nil {
-			t.Fatalf("%s: exchange: %v", d.name, err)
-		}
-		return r
-	}
+	visit := exchanger(t, stick)
 	fac := newAppDevice(t, "facility", "", "")
 	fac.root()
 	f := seedFacility(fac)
 	city := newAppDevice(t, "city", `
-CREATE TRIGGER contentlog_kept BEFORE DELETE ON contentlog BEGIN SELECT RAISE(ABORT, 'content logs are kept'); END;
+CREATE TRIGGER contentlog_kept BEFORE DELETE ON contentlog BEGIN SELECT RAISE(ROLLBACK, 'content logs are kept'); END;
 CREATE TRIGGER contentlog_fixed BEFORE UPDATE ON contentlog WHEN NEW.content_id <> OLD.content_id
 	BEGIN SELECT RAISE(ABORT, 'a log keeps its content'); END;`, "")
 	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
@@ -120,14 +120,7 @@ func TestRetrySerializesInChunks(t *testing.T) {
 	saved := store.SerializeChunk
 	t.Cleanup(func() { store.SerializeChunk = saved })
 	stick := t.TempDir()
-	visit := func(d *device) *ExchangeResult {
-		t.Helper()
-		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert, Name: d.name})
-		if err != nil {
-			t.Fatalf("%s: exchange: %v", d.name, err)
-		}
-		return r
-	}
+	visit := exchanger(t, stick)
 	fac := newAppDevice(t, "facility", "", "")
 	fac.root()
 	f := seedFacility(fac)

@@ -89,6 +89,8 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 		`CREATE TEMP TABLE IF NOT EXISTS morango_todo (rid INTEGER PRIMARY KEY)`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_ready_rows (rid INTEGER PRIMARY KEY)`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_fkdeleted (rid INTEGER PRIMARY KEY, mint INTEGER NOT NULL)`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_kept (rid INTEGER PRIMARY KEY)`,
+		`DELETE FROM temp.morango_kept`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_fkgone (model TEXT NOT NULL, id TEXT NOT NULL, waits INTEGER NOT NULL,
 			PRIMARY KEY (model, id)) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_fkgone`,
@@ -101,7 +103,8 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 		}
 	}
 	if err := d.exec(ctx, `DELETE FROM morango_applying`, `DELETE FROM temp.morango_incoming`, `DELETE FROM temp.morango_todo`,
-		`DELETE FROM temp.morango_ready_rows`, `DELETE FROM temp.morango_fkdeleted`, `DELETE FROM temp.morango_fkgone`); err != nil {
+		`DELETE FROM temp.morango_ready_rows`, `DELETE FROM temp.morango_fkdeleted`, `DELETE FROM temp.morango_fkgone`,
+		`DELETE FROM temp.morango_kept`); err != nil {
 		return res, err
 	}
 	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_store WHERE dirty_bit AND profile = ?`, db.profile.Name).Scan(&res.Pending)
@@ -201,11 +204,11 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 		return err
 	}
 	if deleted {
-		if err := d.exec(ctx,
-			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM %s WHERE s.deleted)`, table, todo)); err != nil {
+		// A row the app refuses to delete stays, and its record waits.
+		if err := d.remove(ctx, table, `SELECT t.rid FROM `+todo+` WHERE s.deleted`); err != nil {
 			return err
 		}
-		n, err := d.done(ctx, `SELECT t.rid FROM `+todo+` WHERE s.deleted`)
+		n, err := d.done(ctx, `SELECT t.rid FROM `+todo+` WHERE s.deleted AND t.rid NOT IN (SELECT rid FROM temp.morango_kept)`)
 		if err != nil {
 			return err
 		}
@@ -260,7 +263,9 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 			fkWaitsSQL(col, target), literal(" is out of the app: its own parent is deleted")))
 	}
 	if len(reasons) > 0 {
-		reason = fmt.Sprintf(`CASE %s ELSE deserialization_error END`, strings.Join(reasons, " "))
+		// A row the app refused to delete keeps that reason.
+		reason = fmt.Sprintf(`CASE WHEN s.rowid IN (SELECT rid FROM temp.morango_kept) THEN deserialization_error %s ELSE deserialization_error END`,
+			strings.Join(reasons, " "))
 	}
 	if d.left == 0 {
 		return nil
@@ -325,14 +330,20 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 		n, err := d.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_fkdeleted (rid, mint)
 			SELECT rid, mint FROM (SELECT t.rid, coalesce((%[2]s) AND NOT (%[3]s) AND %[4]s, false) AS mint,
 				coalesce((%[2]s) OR (%[3]s), false) AS hit
-				FROM %[1]s WHERE NOT s.deleted AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = %[5]s AND g.id = s.id))
+				FROM %[1]s WHERE NOT s.deleted AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = %[5]s AND g.id = s.id)
+					AND t.rid NOT IN (SELECT rid FROM temp.morango_kept))
 			WHERE hit`,
 			todo, goneAny, waitsAny, d.writable, model))
 		if err != nil || n == 0 {
 			return err
 		}
+		// A row the app refuses to delete stays in the app: its record is
+		// neither deleted nor out of the app, and waits.
+		if err := d.remove(ctx, quote(m.Table), `SELECT rid FROM temp.morango_fkdeleted`); err != nil {
+			return err
+		}
 		err = d.exec(ctx,
-			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM %s)`, quote(m.Table), rows),
+			`DELETE FROM temp.morango_fkdeleted WHERE rid IN (SELECT rid FROM temp.morango_kept)`,
 			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE f.mint ON CONFLICT DO NOTHING`, model, rows),
 			fmt.Sprintf(`INSERT INTO temp.morango_fkgone (model, id, waits) SELECT %s, s.id, NOT f.mint FROM %s WHERE true ON CONFLICT DO NOTHING`, model, rows),
 		)
@@ -375,6 +386,74 @@ func partitionIn(f certs.Filter, col string) string {
 	return "(" + strings.Join(or, " OR ") + ")"
 }
 
+// remove deletes from the app table the rows of the records whose store
+// rowids the subquery rids lists. If the app refuses (a trigger that keeps
+// its rows), it deletes them one by one: the rows it refuses stay, their
+// records are listed in temp.morango_kept, and the reason is recorded.
+func (d *deserializer) remove(ctx context.Context, table, rids string) error {
+	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_remove`); err != nil {
+		return err
+	}
+	_, err := d.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM (%s) r CROSS JOIN morango_store s ON s.rowid = r.rid)`,
+		table, rids))
+	if err == nil {
+		_, err = d.tx.ExecContext(ctx, `RELEASE morango_remove`)
+		return err
+	}
+	if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_remove`); rerr != nil {
+		return fmt.Errorf("%w (after %w)", rerr, err)
+	}
+	if _, rerr := d.tx.ExecContext(ctx, `RELEASE morango_remove`); rerr != nil {
+		return rerr
+	}
+	d.db.log.Debug("deletion refused, deleting rows one by one", "table", table, "err", err)
+	list, err := d.rowids(ctx, rids)
+	if err != nil {
+		return err
+	}
+	for _, rid := range list {
+		if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
+			return err
+		}
+		_, refusal := d.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id = (SELECT id FROM morango_store WHERE rowid = ?)`, table), rid)
+		if refusal != nil {
+			if _, err := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); err != nil {
+				return fmt.Errorf("%w (after %w)", err, refusal)
+			}
+			_, err := d.tx.ExecContext(ctx, `INSERT INTO temp.morango_kept (rid) VALUES (?) ON CONFLICT DO NOTHING`, rid)
+			if err == nil {
+				_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`,
+					"the app refused to delete the row: "+refusal.Error(), rid)
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if _, err := d.tx.ExecContext(ctx, `RELEASE morango_row`); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// rowids returns the rowids the subquery rids selects.
+func (d *deserializer) rowids(ctx context.Context, rids string) ([]int64, error) {
+	rows, err := d.tx.QueryContext(ctx, rids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var list []int64
+	for rows.Next() {
+		var rid int64
+		if err := rows.Scan(&rid); err != nil {
+			return nil, err
+		}
+		list = append(list, rid)
+	}
+	return list, rows.Err()
+}
+
 // write upserts the rows listed in temp.morango_ready_rows into the app
 // table and takes them off the list. If the app's constraints refuse the
 // batch, rows are written one by one and the refused ones stay on the list
@@ -399,21 +478,8 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 		return 0, rerr
 	}
 	d.db.log.Debug("batch refused, writing rows one by one", "table", t.Name, "err", err)
-	rows, err := d.tx.QueryContext(ctx, `SELECT rid FROM temp.morango_ready_rows`)
+	rids, err := d.rowids(ctx, `SELECT rid FROM temp.morango_ready_rows`)
 	if err != nil {
-		return 0, err
-	}
-	var rids []int64
-	for rows.Next() {
-		var rid int64
-		if err := rows.Scan(&rid); err != nil {
-			rows.Close()
-			return 0, err
-		}
-		rids = append(rids, rid)
-	}
-	rows.Close()
-	if err := rows.Err(); err != nil {
 		return 0, err
 	}
 	// A row may be refused only for a row of the batch not written yet (a
