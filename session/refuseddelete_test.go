@@ -1,24 +1,32 @@
 package session
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 
 	"github.com/morango-sync/morango/ids"
 )
 
+// keeping makes a facility with its sample data and a city that may read
+// and write all of it, whose app refuses to delete the rows of table.
+func keeping(t *testing.T, table string) (fac, city *device, f facilityData, dir string) {
+	dir = t.TempDir()
+	fac = newAppDevice(t, "facility", "", "")
+	fac.root()
+	f = seedFacility(fac)
+	city = newAppDevice(t, "city", fmt.Sprintf(`CREATE TRIGGER %[1]s_kept BEFORE DELETE ON %[1]s
+	BEGIN SELECT RAISE(ABORT, '%[1]s rows are kept'); END;`, table), "")
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	return fac, city, f, dir
+}
+
 // An app that keeps some rows (a trigger refuses to delete them) must not
 // make every import fail: the rest of the bundle is applied, the records
 // whose rows it kept wait, pending, with the reason, and once the app lets
 // them go they leave it at the next try.
 func TestAppRefusesDeletion(t *testing.T) {
-	dir := t.TempDir()
-	fac := newAppDevice(t, "facility", "", "")
-	fac.root()
-	f := seedFacility(fac)
-	city := newAppDevice(t, "city", `CREATE TRIGGER contentlog_kept BEFORE DELETE ON contentlog
-	BEGIN SELECT RAISE(ABORT, 'content logs are kept'); END;`, "")
-	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	fac, city, f, dir := keeping(t, "contentlog")
 	fac.sendTo(city, dir, true)
 
 	waiting := func(id string) string {
@@ -57,7 +65,7 @@ func TestAppRefusesDeletion(t *testing.T) {
 	if inApp("facilityuser", f.learner) {
 		t.Error("the deleted learner is still in city's app")
 	}
-	if !inApp("contentlog", f.learnerLog) || !strings.Contains(waiting(f.learnerLog), "content logs are kept") {
+	if !inApp("contentlog", f.learnerLog) || !strings.Contains(waiting(f.learnerLog), "contentlog rows are kept") {
 		t.Errorf("the learner's log: in the app %v, waiting for %q", inApp("contentlog", f.learnerLog), waiting(f.learnerLog))
 	}
 

@@ -225,7 +225,8 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 	// Rows are written once every foreign-key target exists in the app;
 	// a self-referencing model is written in waves, parents first.
 	ready := `SELECT t.rid FROM ` + todo + ` WHERE NOT s.deleted
-		AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = ` + model + ` AND g.id = s.id)`
+		AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = ` + model + ` AND g.id = s.id)
+		AND t.rid NOT IN (SELECT rid FROM temp.morango_kept)`
 	if fk := d.db.fkReadySQL(m); fk != "" {
 		ready += " AND " + fk
 	}
@@ -388,8 +389,10 @@ func partitionIn(f certs.Filter, col string) string {
 
 // remove deletes from the app table the rows of the records whose store
 // rowids the subquery rids lists. If the app refuses (a trigger that keeps
-// its rows), it deletes them one by one: the rows it refuses stay, their
-// records are listed in temp.morango_kept, and the reason is recorded.
+// its rows), it deletes them one by one: the rows it keeps stay, their
+// records are listed in temp.morango_kept with the reason, and wait. So do
+// rows a trigger's RAISE(IGNORE) kept without an error. An error that is
+// not the app's refusal (a full disk) ends the deserialization.
 func (d *deserializer) remove(ctx context.Context, table, rids string) error {
 	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_remove`); err != nil {
 		return err
@@ -397,14 +400,19 @@ func (d *deserializer) remove(ctx context.Context, table, rids string) error {
 	_, err := d.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM (%s) r CROSS JOIN morango_store s ON s.rowid = r.rid)`,
 		table, rids))
 	if err == nil {
-		_, err = d.tx.ExecContext(ctx, `RELEASE morango_remove`)
-		return err
+		if _, err := d.tx.ExecContext(ctx, `RELEASE morango_remove`); err != nil {
+			return err
+		}
+		return d.keepIgnored(ctx, table, rids)
 	}
 	if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_remove`); rerr != nil {
 		return fmt.Errorf("%w (after %w)", rerr, err)
 	}
 	if _, rerr := d.tx.ExecContext(ctx, `RELEASE morango_remove`); rerr != nil {
 		return rerr
+	}
+	if !refused(err) {
+		return err
 	}
 	d.db.log.Debug("deletion refused, deleting rows one by one", "table", table, "err", err)
 	list, err := d.rowids(ctx, rids)
@@ -420,12 +428,10 @@ func (d *deserializer) remove(ctx context.Context, table, rids string) error {
 			if _, err := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); err != nil {
 				return fmt.Errorf("%w (after %w)", err, refusal)
 			}
-			_, err := d.tx.ExecContext(ctx, `INSERT INTO temp.morango_kept (rid) VALUES (?) ON CONFLICT DO NOTHING`, rid)
-			if err == nil {
-				_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`,
-					"the app refused to delete the row: "+refusal.Error(), rid)
+			if !refused(refusal) {
+				return refusal
 			}
-			if err != nil {
+			if err := d.keep(ctx, rid, "the app refused to delete the row: "+refusal.Error()); err != nil {
 				return err
 			}
 		}
@@ -433,7 +439,30 @@ func (d *deserializer) remove(ctx context.Context, table, rids string) error {
 			return err
 		}
 	}
-	return nil
+	return d.keepIgnored(ctx, table, rids)
+}
+
+// keepIgnored lists in temp.morango_kept the records of rids whose rows are
+// still in the app after their deletion: a trigger's RAISE(IGNORE) skips a
+// row without an error.
+func (d *deserializer) keepIgnored(ctx context.Context, table, rids string) error {
+	list, err := d.rowids(ctx, fmt.Sprintf(`SELECT r.rid FROM (%s) r CROSS JOIN morango_store s ON s.rowid = r.rid
+		WHERE r.rid NOT IN (SELECT rid FROM temp.morango_kept) AND EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, rids, table))
+	for _, rid := range list {
+		if err == nil {
+			err = d.keep(ctx, rid, "the app kept the row: a trigger ignored its deletion")
+		}
+	}
+	return err
+}
+
+// keep lists the record rid in temp.morango_kept, with the reason.
+func (d *deserializer) keep(ctx context.Context, rid int64, reason string) error {
+	_, err := d.tx.ExecContext(ctx, `INSERT INTO temp.morango_kept (rid) VALUES (?) ON CONFLICT DO NOTHING`, rid)
+	if err == nil {
+		_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, reason, rid)
+	}
+	return err
 }
 
 // rowids returns the rowids the subquery rids selects.
@@ -477,6 +506,9 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	if _, rerr := d.tx.ExecContext(ctx, `RELEASE morango_write`); rerr != nil {
 		return 0, rerr
 	}
+	if !refused(err) {
+		return 0, err
+	}
 	d.db.log.Debug("batch refused, writing rows one by one", "table", t.Name, "err", err)
 	rids, err := d.rowids(ctx, `SELECT rid FROM temp.morango_ready_rows`)
 	if err != nil {
@@ -502,6 +534,9 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 		} else {
 			if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); rerr != nil {
 				return false, rerr
+			}
+			if !refused(err) {
+				return false, err
 			}
 			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, "the app refused the row: "+err.Error(), rid)
 		}

@@ -465,6 +465,9 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 	// Changed records: a new version when the data differs or the record was
 	// deleted. The displaced head of a record whose incoming version had not
 	// reached the app yet is logged, never dropped.
+	// A row the app kept when its record was deleted (the deletion waits:
+	// deleted and dirty) gets none: an edit of it must not bring back what
+	// another device deleted, or erased.
 	err := s.exec(ctx,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_changed (id TEXT PRIMARY KEY, serialized TEXT NOT NULL, self_ref TEXT NOT NULL) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_changed`,
@@ -472,7 +475,8 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 			SELECT id, new, self_ref FROM (
 				SELECT s.id, %s AS new, %s AS self_ref, s.serialized AS old, s.deleted, s.last_saved_counter AS lsc
 				FROM %s t JOIN morango_store s ON s.id = t.id WHERE t.id IN (%s)
-					AND NOT (s.last_saved_instance = %s AND s.last_saved_counter = %d))
+					AND NOT (s.last_saved_instance = %s AND s.last_saved_counter = %d)
+					AND NOT (s.deleted AND s.dirty_bit))
 			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, present, literal(s.me), s.c),
 		fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
 			SELECT s.id, s.model_name, s.last_saved_instance, s.last_saved_counter, s.serialized, s.deleted, %s

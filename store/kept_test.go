@@ -1,0 +1,135 @@
+package store
+
+import (
+	"context"
+	"strings"
+	"testing"
+)
+
+// seedKept writes a dataset, alice and her note in the app and serializes
+// them.
+func seedKept(t *testing.T, ctx context.Context) *device {
+	d := newDevice(t, "k")
+	d.init(ctx)
+	d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'School')`, dsID)
+	d.exec(`INSERT INTO person (id, dataset_id, name) VALUES (?, ?, 'Alice')`, aliceID, dsID)
+	d.exec(`INSERT INTO note (id, dataset_id, person_id, body) VALUES (?, ?, ?, 'hello')`, note1ID, dsID, aliceID)
+	d.serialize(ctx)
+	return d
+}
+
+// The cascade to a note the app keeps, whose deleted parent the app keeps
+// too: the note waits (its parent's row being in the app must not make it
+// ready to write), and once the app lets both go, the retry deletes both
+// and records the note's deletion.
+func TestKeptChildOfKeptParent(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	d.exec(`CREATE TRIGGER person_kept BEFORE DELETE ON person BEGIN SELECT RAISE(ABORT, 'people are kept'); END`)
+	d.exec(`CREATE TRIGGER note_kept BEFORE DELETE ON note BEGIN SELECT RAISE(ABORT, 'notes are kept'); END`)
+	p := dsID + ":user-rw:" + aliceID
+	d.putRecord(aliceID, "person", dsID+":user-ro:"+aliceID, `{"id":"`+aliceID+`"}`, true)
+	d.putRecord(note1ID, "note", p, `{"id":"`+note1ID+`","dataset_id":"`+dsID+`","person_id":"`+aliceID+`","parent_id":null,"body":"edited"}`, false)
+	if _, err := d.db.Deserialize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r := d.storeRow(note1ID); !r.Dirty || !strings.Contains(r.Error, "notes are kept") {
+		t.Errorf("the kept note does not wait: %+v", r)
+	}
+	d.exec(`DROP TRIGGER person_kept`)
+	d.exec(`DROP TRIGGER note_kept`)
+	if _, _, err := d.db.RetryPending(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.serialize(ctx)
+	if n := d.count(`SELECT count(*) FROM person`); n != 0 {
+		t.Errorf("person still in the app")
+	}
+	if n := d.count(`SELECT count(*) FROM note`); n != 0 || !d.storeRow(note1ID).Deleted {
+		t.Errorf("the note of the deleted person: %d in the app, record %+v", n, d.storeRow(note1ID))
+	}
+}
+
+// RAISE(IGNORE) keeps the row without an error: the record must wait, with
+// a reason, like a refused deletion, not be counted as deleted.
+func TestRaiseIgnoreKeptRowWaits(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	d.exec(`CREATE TRIGGER note_kept BEFORE DELETE ON note BEGIN SELECT RAISE(IGNORE); END`)
+	d.putRecord(note1ID, "note", dsID+":user-rw:"+aliceID, `{"id":"`+note1ID+`"}`, true)
+	res, err := d.db.Deserialize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := d.count(`SELECT count(*) FROM note WHERE id = ?`, note1ID); n != 1 {
+		t.Fatalf("%d rows of the note in the app: RAISE(IGNORE) keeps it", n)
+	}
+	if r := d.storeRow(note1ID); !r.Dirty || !strings.Contains(r.Error, "ignored its deletion") || res.Deleted != 0 {
+		t.Errorf("the app kept the row (RAISE(IGNORE)), yet the record does not wait: %+v, result %+v", r, res)
+	}
+}
+
+// RAISE(FAIL) is handled like RAISE(ABORT).
+func TestRaiseFail(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	d.exec(`INSERT INTO note (id, dataset_id, person_id, body) VALUES (?, ?, ?, 'two')`, note2ID, dsID, aliceID)
+	d.serialize(ctx)
+	d.exec(`CREATE TRIGGER note_kept BEFORE DELETE ON note WHEN OLD.id = '` + note2ID + `' BEGIN SELECT RAISE(FAIL, 'kept'); END`)
+	d.putRecord(note1ID, "note", dsID+":user-rw:"+aliceID, `{"id":"`+note1ID+`"}`, true)
+	d.putRecord(note2ID, "note", dsID+":user-rw:"+aliceID, `{"id":"`+note2ID+`"}`, true)
+	if _, err := d.db.Deserialize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.count(`SELECT count(*) FROM note`); n != 1 {
+		t.Errorf("%d notes in the app, want 1", n)
+	}
+	if r := d.storeRow(note2ID); !r.Dirty || !strings.Contains(r.Error, "kept") {
+		t.Errorf("kept note: %+v", r)
+	}
+	if r := d.storeRow(note1ID); r.Dirty || r.Error != "" {
+		t.Errorf("deleted note: %+v", r)
+	}
+}
+
+// Self-reference: a kept note whose person is deleted; its reply (another
+// person's) stays and is written; no loop.
+func TestKeptSelfRef(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	d.exec(`INSERT INTO person (id, dataset_id, name) VALUES (?, ?, 'Bob')`, bobID, dsID)
+	d.exec(`INSERT INTO note (id, dataset_id, person_id, parent_id, body) VALUES (?, ?, ?, ?, 'reply')`, note2ID, dsID, bobID, note1ID)
+	d.serialize(ctx)
+	d.exec(`CREATE TRIGGER note_kept BEFORE DELETE ON note BEGIN SELECT RAISE(ABORT, 'notes are kept'); END`)
+	d.putRecord(aliceID, "person", dsID+":user-ro:"+aliceID, `{"id":"`+aliceID+`"}`, true)
+	d.putRecord(note1ID, "note", dsID+":user-rw:"+aliceID, `{"id":"`+note1ID+`","dataset_id":"`+dsID+`","person_id":"`+aliceID+`","parent_id":null,"body":"x"}`, false)
+	d.putRecord(note2ID, "note", dsID+":user-rw:"+bobID, `{"id":"`+note2ID+`","dataset_id":"`+dsID+`","person_id":"`+bobID+`","parent_id":"`+note1ID+`","body":"y"}`, false)
+	res, err := d.db.Deserialize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := d.storeRow(note1ID); !r.Dirty || !strings.Contains(r.Error, "notes are kept") {
+		t.Errorf("kept note: %+v (%+v)", r, res)
+	}
+	if r := d.storeRow(note2ID); r.Dirty || d.count(`SELECT count(*) FROM note WHERE id = ? AND body = 'y'`, note2ID) != 1 {
+		t.Errorf("the reply to the kept note: %+v", r)
+	}
+}
+
+// An error that is not the app's refusal, such as a full disk (an app's
+// audit trigger needing a new page), ends the deserialization: no row is
+// taken for one the app keeps.
+func TestDiskFullIsNoRefusal(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	d.exec(`CREATE TABLE audit (id TEXT, data BLOB)`)
+	d.exec(`CREATE TRIGGER note_audit AFTER DELETE ON note BEGIN INSERT INTO audit VALUES (OLD.id, zeroblob(200000)); END`)
+	d.putRecord(note1ID, "note", dsID+":user-rw:"+aliceID, `{"id":"`+note1ID+`"}`, true)
+	if _, err := d.db.w.ExecContext(ctx, `PRAGMA max_page_count = 1`); err != nil {
+		t.Fatal(err)
+	}
+	_, err := d.db.Deserialize(ctx)
+	if err == nil {
+		t.Errorf("a full disk was taken for the app's refusal: %+v", d.storeRow(note1ID))
+	}
+}
