@@ -45,7 +45,7 @@ type Reader struct {
 	src     source
 	version int
 	header  *Header
-	counts  counters // the header's counters, decoded once verified
+	fsic    counters // the header's FSIC as read, decoded once the file is verified
 	key     *rsa.PublicKey
 	opts    ReaderOptions
 
@@ -95,7 +95,7 @@ func NewReader(r io.Reader, opts *ReaderOptions) (*Reader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bundle %w", err)
 	}
-	br.header, br.counts = h, c
+	br.header, br.fsic = h, c
 	br.seen = make(map[string]int64, len(h.Counts))
 	if o.HeaderOnly {
 		return br, nil
@@ -291,10 +291,10 @@ func (r *Reader) finish() error {
 	// The counters are the one part of the header that may be large: they
 	// are decoded once the file is known to come from its signer (or, in
 	// an unverified read, once it has been read whole).
-	if err := r.header.decodeCounters(r.counts); err != nil {
+	if err := r.header.decodeCounters(r.fsic); err != nil {
 		return fmt.Errorf("bundle %w", err)
 	}
-	r.counts = counters{}
+	r.fsic = counters{}
 	r.digest, r.verified, r.done = digest, verified, true
 	return nil
 }
@@ -320,7 +320,7 @@ func readManifest(r io.Reader, opts *ReaderOptions) (m *Manifest, verified error
 	if err != nil {
 		return nil, nil, src, err
 	}
-	m, counts, err := decodeManifest(raw)
+	m, fsicRaw, err := decodeManifest(raw)
 	if err != nil {
 		return nil, nil, src, fmt.Errorf("manifest %w", err)
 	}
@@ -345,7 +345,7 @@ func readManifest(r io.Reader, opts *ReaderOptions) (m *Manifest, verified error
 	if verified != nil && !o.Unverified {
 		return nil, nil, src, fmt.Errorf("manifest %w", verified)
 	}
-	if err := m.decodeCounters(counts); err != nil {
+	if err := m.decodeCounters(fsicRaw); err != nil {
 		return nil, nil, src, fmt.Errorf("manifest %w", err)
 	}
 	return m, verified, src, nil

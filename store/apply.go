@@ -813,21 +813,12 @@ func (im *Import) writeDirect(ctx context.Context, m *profile.Model, rids []int6
 	// Some could not be written yet. Every app row was written by this
 	// import from the record of its id, so those not in the table are
 	// the ones left.
-	rows, err := im.tx.QueryContext(ctx, fmt.Sprintf(`SELECT j.value FROM json_each(?) j CROSS JOIN morango_store s ON s.rowid = j.value
+	left, err := rowids(ctx, im.tx, fmt.Sprintf(`SELECT j.value FROM json_each(?) j CROSS JOIN morango_store s ON s.rowid = j.value
 		WHERE NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, quote(m.Table)), string(list))
 	if err != nil {
 		return nil, fmt.Errorf("write %s rows: %w", m.Name, err)
 	}
-	defer rows.Close()
-	left := make([]int64, 0, int64(len(rids))-n)
-	for rows.Next() {
-		var rid int64
-		if err := rows.Scan(&rid); err != nil {
-			return nil, err
-		}
-		left = append(left, rid)
-	}
-	return left, rows.Err()
+	return left, nil
 }
 
 // execDirect runs the direct statement of m over the store rowids of list

@@ -415,7 +415,7 @@ func (d *deserializer) remove(ctx context.Context, table, rids string) error {
 		return err
 	}
 	d.db.log.Debug("deletion refused, deleting rows one by one", "table", table, "err", err)
-	list, err := d.rowids(ctx, rids)
+	list, err := rowids(ctx, d.tx, rids)
 	if err != nil {
 		return err
 	}
@@ -446,7 +446,7 @@ func (d *deserializer) remove(ctx context.Context, table, rids string) error {
 // still in the app after their deletion: a trigger's RAISE(IGNORE) skips a
 // row without an error.
 func (d *deserializer) keepIgnored(ctx context.Context, table, rids string) error {
-	list, err := d.rowids(ctx, fmt.Sprintf(`SELECT r.rid FROM (%s) r CROSS JOIN morango_store s ON s.rowid = r.rid
+	list, err := rowids(ctx, d.tx, fmt.Sprintf(`SELECT r.rid FROM (%s) r CROSS JOIN morango_store s ON s.rowid = r.rid
 		WHERE r.rid NOT IN (SELECT rid FROM temp.morango_kept) AND EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, rids, table))
 	for _, rid := range list {
 		if err == nil {
@@ -465,9 +465,9 @@ func (d *deserializer) keep(ctx context.Context, rid int64, reason string) error
 	return err
 }
 
-// rowids returns the rowids the subquery rids selects.
-func (d *deserializer) rowids(ctx context.Context, rids string) ([]int64, error) {
-	rows, err := d.tx.QueryContext(ctx, rids)
+// rowids returns the rowids a query selects.
+func rowids(ctx context.Context, q execer, query string, args ...any) ([]int64, error) {
+	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -510,7 +510,7 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 		return 0, err
 	}
 	d.db.log.Debug("batch refused, writing rows one by one", "table", t.Name, "err", err)
-	rids, err := d.rowids(ctx, `SELECT rid FROM temp.morango_ready_rows`)
+	rids, err := rowids(ctx, d.tx, `SELECT rid FROM temp.morango_ready_rows`)
 	if err != nil {
 		return 0, err
 	}
