@@ -45,6 +45,10 @@ type Options struct {
 	// Statements, if set, has each stage of the first run report the
 	// store's statements and steps that took it longest.
 	Statements bool
+	// PageSize, if not zero, is the page size in bytes of the databases
+	// the sample app creates (device A's, B's and the floor's); zero
+	// keeps SQLite's default (4096).
+	PageSize int
 	// Log, if set, receives a line as each stage starts.
 	Log func(format string, args ...any)
 }
@@ -154,6 +158,8 @@ type Env struct {
 	GOMAXPROCS    int    `json:"gomaxprocs"`
 	SQLiteVersion string `json:"sqlite"`
 	Driver        string `json:"driver"`
+	// PageSize is the page size of the app's databases, in bytes.
+	PageSize int `json:"page_size"`
 }
 
 // Report is the outcome of Run.
@@ -189,6 +195,9 @@ func (r *Report) Stage(name string) *Stage {
 func Run(ctx context.Context, opts Options) (*Report, error) {
 	if opts.Records < 20 {
 		return nil, fmt.Errorf("records %d: at least 20", opts.Records)
+	}
+	if p := opts.PageSize; p != 0 && (p < 512 || p > 65536 || p&(p-1) != 0) {
+		return nil, fmt.Errorf("page size %d: a power of two from 512 to 65536", p)
 	}
 	if opts.Runs <= 0 {
 		opts.Runs = 1
@@ -362,7 +371,7 @@ func (r *runResult) run(ctx context.Context) error {
 	}()
 	err := r.measure(StageGenerate, func(st *Stage) error {
 		var err error
-		a, b, _, _, err = setup(ctx, r.dir, r.opts.Records, r.opts.Seed)
+		a, b, _, _, err = setup(ctx, r.dir, r.opts.Records, r.opts.Seed, r.opts.PageSize)
 		if err != nil {
 			return err
 		}
@@ -379,7 +388,7 @@ func (r *runResult) run(ctx context.Context) error {
 	tables := appTables(a.db.Profile())
 
 	err = r.measure(StageFloor, func(st *Stage) error {
-		n, err := floor(ctx, a.app, filepath.Join(r.dir, "floor.sqlite3"), tables)
+		n, err := floor(ctx, a.app, filepath.Join(r.dir, "floor.sqlite3"), tables, r.opts.PageSize)
 		st.Records = n
 		return err
 	})
@@ -528,6 +537,9 @@ func environment(ctx context.Context, db *sql.DB) (Env, error) {
 	e := Env{GoVersion: runtime.Version(), OS: runtime.GOOS, Arch: runtime.GOARCH,
 		CPUs: runtime.NumCPU(), GOMAXPROCS: runtime.GOMAXPROCS(0)}
 	if err := db.QueryRowContext(ctx, `SELECT sqlite_version()`).Scan(&e.SQLiteVersion); err != nil {
+		return e, err
+	}
+	if err := db.QueryRowContext(ctx, `PRAGMA page_size`).Scan(&e.PageSize); err != nil {
 		return e, err
 	}
 	e.Driver = "modernc.org/sqlite"

@@ -3,7 +3,9 @@ package bench
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"encoding/json"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -107,5 +109,46 @@ func TestRunStatements(t *testing.T) {
 	}
 	if !strings.Contains(table.String(), "import: the store's longest statements") {
 		t.Errorf("table lacks the statements:\n%s", table.String())
+	}
+}
+
+// PageSize creates every database of the sample app (A, B and the floor's)
+// with pages of that size, and the report says which size it measured.
+func TestRunPageSize(t *testing.T) {
+	dir := t.TempDir()
+	r, err := Run(context.Background(), Options{Records: 300, Seed: 1, PageSize: 16384, Dir: dir, Keep: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Env.PageSize != 16384 {
+		t.Errorf("report: pages of %d bytes", r.Env.PageSize)
+	}
+	files, err := filepath.Glob(filepath.Join(dir, "*", "*.sqlite3"))
+	if err != nil || len(files) != 3 {
+		t.Fatalf("databases %v, %v", files, err)
+	}
+	for _, f := range files {
+		db, err := sql.Open("sqlite", f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var size int
+		err = db.QueryRow(`PRAGMA page_size`).Scan(&size)
+		db.Close()
+		if err != nil || size != 16384 {
+			t.Errorf("%s: pages of %d bytes (%v)", filepath.Base(f), size, err)
+		}
+	}
+	var table bytes.Buffer
+	if err := WriteTable(&table, r); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(table.String(), "pages of 16384 bytes") {
+		t.Errorf("the table does not give the page size:\n%s", table.String())
+	}
+	for _, bad := range []int{1000, 256, 131072} {
+		if _, err := Run(context.Background(), Options{Records: 300, PageSize: bad}); err == nil || !strings.Contains(err.Error(), "power of two") {
+			t.Errorf("page size %d: %v", bad, err)
+		}
 	}
 }

@@ -43,9 +43,9 @@ func appDSN(path string) string {
 
 // newDevice creates the app's tables in a fresh file and installs the sync
 // tables.
-func newDevice(ctx context.Context, dir, name string, p *profile.Profile) (*device, error) {
+func newDevice(ctx context.Context, dir, name string, p *profile.Profile, pageSize int) (*device, error) {
 	d := &device{name: name, path: filepath.Join(dir, name+".sqlite3")}
-	if err := createApp(ctx, d.path); err != nil {
+	if err := createApp(ctx, d.path, pageSize); err != nil {
 		return nil, err
 	}
 	var err error
@@ -60,25 +60,47 @@ func newDevice(ctx context.Context, dir, name string, p *profile.Profile) (*devi
 	return d, nil
 }
 
-// createApp writes the app's schema into a new file.
-func createApp(ctx context.Context, path string) error {
+// createApp writes the app's schema into a new file, with pages of
+// pageSize bytes (0: SQLite's default). The page size of a database is
+// chosen before its first table, and cannot change in WAL mode: the file is
+// opened without the DSN's journal mode, which would come first.
+func createApp(ctx context.Context, path string, pageSize int) error {
 	if _, err := os.Stat(path); err == nil {
 		return fmt.Errorf("%s exists already", path)
 	}
-	db, err := sql.Open("sqlite", appDSN(path))
+	db, err := sql.Open("sqlite", path)
 	if err != nil {
 		return err
 	}
 	defer db.Close()
-	_, err = db.ExecContext(ctx, school.Schema())
-	return err
+	db.SetMaxOpenConns(1)
+	var stmts []string
+	if pageSize != 0 {
+		stmts = append(stmts, fmt.Sprintf("PRAGMA page_size = %d", pageSize))
+	}
+	stmts = append(stmts, "PRAGMA journal_mode = WAL", school.Schema())
+	for _, q := range stmts {
+		if _, err := db.ExecContext(ctx, q); err != nil {
+			return err
+		}
+	}
+	if pageSize != 0 {
+		var got int
+		if err := db.QueryRowContext(ctx, "PRAGMA page_size").Scan(&got); err != nil {
+			return err
+		}
+		if got != pageSize {
+			return fmt.Errorf("page size %d: SQLite took %d (a power of two from 512 to 65536)", pageSize, got)
+		}
+	}
+	return nil
 }
 
 // setup makes devices A (the facility: a full-facility root certificate
 // whose id is the dataset id, and the school's data) and B (a
 // full-facility certificate granted by A, A's root trusted), the way
 // 'morango cert root / request / grant / import' do it.
-func setup(ctx context.Context, dir string, records int, seed uint64) (a, b *device, sum school.Summary, genTime time.Duration, err error) {
+func setup(ctx context.Context, dir string, records int, seed uint64, pageSize int) (a, b *device, sum school.Summary, genTime time.Duration, err error) {
 	p, err := profile.Parse(school.ProfileJSON())
 	if err != nil {
 		return nil, nil, sum, 0, err
@@ -87,7 +109,7 @@ func setup(ctx context.Context, dir string, records int, seed uint64) (a, b *dev
 	if !ok {
 		return nil, nil, sum, 0, fmt.Errorf("the school profile has no full-facility scope")
 	}
-	if a, err = newDevice(ctx, dir, "a", p); err != nil {
+	if a, err = newDevice(ctx, dir, "a", p, pageSize); err != nil {
 		return nil, nil, sum, 0, err
 	}
 	defer func() {
@@ -107,7 +129,7 @@ func setup(ctx context.Context, dir string, records int, seed uint64) (a, b *dev
 	}
 	a.cert = root.ID
 
-	if b, err = newDevice(ctx, dir, "b", p); err != nil {
+	if b, err = newDevice(ctx, dir, "b", p, pageSize); err != nil {
 		return nil, nil, sum, 0, err
 	}
 	req, key, err := certs.NewRequest(def, map[string]string{def.PrimaryScopeParamKey: root.ID}, p.Name)

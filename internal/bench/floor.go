@@ -12,8 +12,8 @@ import (
 // src as they are read. It is the least work any tool must do to move the
 // rows from one device's tables into another's: read them, insert them,
 // commit durably. It returns the number of rows written.
-func floor(ctx context.Context, src *sql.DB, path string, tables []string) (int64, error) {
-	if err := createApp(ctx, path); err != nil {
+func floor(ctx context.Context, src *sql.DB, path string, tables []string, pageSize int) (int64, error) {
+	if err := createApp(ctx, path, pageSize); err != nil {
 		return 0, err
 	}
 	dst, err := sql.Open("sqlite", appDSN(path))

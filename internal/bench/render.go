@@ -22,8 +22,8 @@ func WriteTable(w io.Writer, r *Report) error {
 		runs = fmt.Sprintf("median of %d runs", r.Runs)
 	}
 	fmt.Fprintf(w, "morango bench: %d records of the school app (%d app rows), %s\n", r.Records, r.Rows, runs)
-	fmt.Fprintf(w, "%s %s/%s, %d CPUs (GOMAXPROCS %d), SQLite %s (%s)\n\n",
-		r.Env.GoVersion, r.Env.OS, r.Env.Arch, r.Env.CPUs, r.Env.GOMAXPROCS, r.Env.SQLiteVersion, r.Env.Driver)
+	fmt.Fprintf(w, "%s %s/%s, %d CPUs (GOMAXPROCS %d), SQLite %s (%s), pages of %d bytes\n\n",
+		r.Env.GoVersion, r.Env.OS, r.Env.Arch, r.Env.CPUs, r.Env.GOMAXPROCS, r.Env.SQLiteVersion, r.Env.Driver, r.Env.PageSize)
 
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "stage\trecords\tseconds\trecords/s\t× floor\tCPU s\tCPU × floor\tGo heap MiB\tRSS MiB\tprivate MiB\t")

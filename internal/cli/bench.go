@@ -26,12 +26,13 @@ Example:
 			&cli.StringFlag{Name: "dir", Usage: "the `FOLDER` for the devices (default: a temporary folder)"},
 			&cli.StringFlag{Name: "cpuprofile-dir", Usage: "write a CPU profile of each stage into `FOLDER`"},
 			&cli.BoolFlag{Name: "statements", Usage: "list the store's statements that took each stage longest"},
+			&cli.IntFlag{Name: "page-size", Usage: "create the sample app's databases with pages of `BYTES` (default: SQLite's, 4096)"},
 			jsonFlag,
 		},
 		Action: func(c *cli.Context) error {
 			opts := bench.Options{Records: c.Int("records"), Runs: c.Int("runs"), Dir: c.String("dir"),
 				Keep: c.String("dir") != "", Seed: 1, ProfileDir: c.String("cpuprofile-dir"),
-				Statements: c.Bool("statements")}
+				Statements: c.Bool("statements"), PageSize: c.Int("page-size")}
 			if !c.Bool("json") {
 				opts.Log = func(format string, args ...any) { fmt.Fprintf(c.App.ErrWriter, format+"\n", args...) }
 			}
