@@ -2,11 +2,8 @@ package session
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"strings"
 
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/fsic"
@@ -334,35 +331,11 @@ func finishApplied(ctx context.Context, db *store.DB, digest string) error {
 // returns "" if they are all within write.
 func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string {
 	outside := func(serialized string) string {
-		fields := map[string]any{}
-		dec := json.NewDecoder(strings.NewReader(serialized))
-		dec.UseNumber()
-		if err := dec.Decode(&fields); err != nil {
-			return "its data is not a JSON object"
+		get, why := dataFields(serialized)
+		if why != "" {
+			return why
 		}
-		// SQLite reads the data when it writes the app row: nothing may
-		// follow the object, and it may not nest deeper than SQLite reads.
-		if _, err := dec.Token(); err != io.EOF {
-			return "its data is not a JSON object (something follows it)"
-		}
-		depth, keys := jsonShape(serialized)
-		if depth > maxJSONDepth {
-			return fmt.Sprintf("its data nests deeper than %d levels", maxJSONDepth)
-		}
-		// Go keeps the last of a repeated key, SQLite the first: the
-		// fields checked here must be those the app row gets.
-		if keys != len(fields) {
-			return "its data repeats a key"
-		}
-		p, err := m.PartitionOf(r.ID, func(col string) (string, bool) {
-			switch v := fields[col].(type) {
-			case string:
-				return v, true
-			case json.Number:
-				return v.String(), true
-			}
-			return "", false
-		})
+		p, err := m.PartitionOf(r.ID, get)
 		if err != nil {
 			return "its data gives no partition (" + err.Error() + ")"
 		}
@@ -396,33 +369,3 @@ func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string
 
 // IsAlreadyApplied reports whether err says a bundle was applied before.
 func IsAlreadyApplied(err error) bool { return errors.Is(err, store.ErrAlreadyApplied) }
-
-// maxJSONDepth is the deepest nesting of a record's data that is accepted:
-// SQLite's JSON functions read up to 1000 levels.
-const maxJSONDepth = 500
-
-// jsonShape returns the deepest nesting of arrays and objects in the JSON
-// text s, which must be valid, and the number of members of its top-level
-// object (a repeated key counts each time).
-func jsonShape(s string) (depth, keys int) {
-	level := 0
-	in := false
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case in && c == '\\':
-			i++
-		case c == '"':
-			in = !in
-		case in:
-		case c == '{' || c == '[':
-			level++
-			depth = max(depth, level)
-		case c == '}' || c == ']':
-			level--
-		case c == ':' && level == 1:
-			keys++
-		}
-	}
-	return depth, keys
-}
