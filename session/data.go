@@ -10,8 +10,8 @@ import (
 )
 
 // dataFields checks that a record's data is what the app row will be
-// written from: one JSON object, nothing after it, no key twice, nested no
-// deeper than maxJSONDepth. It returns a lookup of the object's top-level
+// written from: one JSON object, nothing after it, no key twice or with a
+// NUL in it, nested no deeper than maxJSONDepth. It returns a lookup of the object's top-level
 // strings and numbers (as the JSON spells them), or why the data is
 // refused.
 //
@@ -47,6 +47,14 @@ func decodedFields(serialized string) (func(string) (string, bool), string) {
 	// checked must be those the app row gets.
 	if keys != len(fields) {
 		return nil, "its data repeats a key"
+	}
+	// SQLite matches a key only up to an escaped NUL ("a\u0000b" is "a"
+	// to json_extract): such a key would be another field than the one
+	// checked here.
+	for k := range fields {
+		if strings.IndexByte(k, 0) >= 0 {
+			return nil, "its data has a key with a NUL character (\\u0000)"
+		}
 	}
 	return func(col string) (string, bool) {
 		switch v := fields[col].(type) {
@@ -89,8 +97,8 @@ func (m members) get(col string) (string, bool) {
 const maxQuickMembers = 64
 
 // quickFields reads the members of s if s is valid JSON, an object with
-// at most maxQuickMembers members, no key twice and nested no deeper than
-// maxJSONDepth; ok is false otherwise (and for anything else it does not
+// at most maxQuickMembers members, no key twice or with a NUL, and nested
+// no deeper than maxJSONDepth; ok is false otherwise (and for anything else it does not
 // handle), and decodedFields decides.
 func quickFields(s string) (m members, ok bool) {
 	if !json.Valid(unsafe.Slice(unsafe.StringData(s), len(s))) {
@@ -113,6 +121,9 @@ func quickFields(s string) (m members, ok bool) {
 		i = skipSpace(s, i+1) // the colon
 		vend, deep := valueEnd(s, i)
 		if deep > maxJSONDepth-1 || len(m) == maxQuickMembers {
+			return m, false
+		}
+		if strings.IndexByte(key, 0) >= 0 {
 			return m, false
 		}
 		for _, e := range m {

@@ -1,9 +1,14 @@
 package session
 
 import (
+	"database/sql"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
+	"unicode/utf8"
+
+	_ "modernc.org/sqlite"
 )
 
 // dataSeeds are records' data in the shapes that matter to dataFields:
@@ -22,6 +27,8 @@ var dataSeeds = []string{
 	`{"a":` + strings.Repeat(`{"b":`, 498) + `1` + strings.Repeat("}", 498) + `}`,
 	`{"a":` + strings.Repeat(`{"b":`, 499) + `1` + strings.Repeat("}", 499) + `}`,
 	manyKeys(64), manyKeys(65), manyKeys(300),
+	`{"user_id\u0000x":"other","user_id":"mine"}`, `{"user_id":"mine","user_id\u0000":"other"}`, `{"\u0000":1}`,
+	`{"a":{"k\u0000":1},"k":"v\u0000w"}`,
 }
 
 func manyKeys(n int) string {
@@ -110,5 +117,62 @@ func BenchmarkDataFields(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestDataFieldsAsSQLiteReads: for data dataFields accepts, every field it
+// returns as a string is the text SQLite's json_extract gives the app row
+// (for strings of valid UTF-8: Go and SQLite differ on invalid UTF-8 and
+// lone surrogates, and on how a number is spelled, which the partition
+// check does not depend on).
+func TestDataFieldsAsSQLiteReads(t *testing.T) {
+	db, err := sql.Open("sqlite", ":memory:")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	keys := []string{`id`, `user_id`, `a`, `\u0061`, `user\u005fid`, `user_id\u0000x`, `a\u0000`, `\u0000`, `k`}
+	vals := []string{`"x"`, `"y\u0000z"`, `"\u00e9"`, `"q\"uote"`, `"\ud83d\ude00"`, `1`, `null`, `{"user_id":"n"}`, `["a"]`}
+	r := rand.New(rand.NewPCG(1, 2))
+	inputs := append([]string(nil), dataSeeds...)
+	for range 10000 {
+		var b strings.Builder
+		b.WriteString("{")
+		for i := range r.IntN(6) {
+			if i > 0 {
+				b.WriteString(",")
+			}
+			b.WriteString(`"` + keys[r.IntN(len(keys))] + `":` + vals[r.IntN(len(vals))])
+		}
+		b.WriteString("}")
+		inputs = append(inputs, b.String())
+	}
+	var checked int
+	for _, s := range inputs {
+		get, why := dataFields(s)
+		if why != "" || !utf8.ValidString(s) {
+			continue
+		}
+		for _, col := range []string{"id", "user_id", "a", "k", ""} {
+			v, ok := get(col)
+			if !ok || !utf8.ValidString(v) {
+				continue
+			}
+			var typ, txt sql.NullString
+			path := `$."` + col + `"`
+			if err := db.QueryRow(`SELECT json_type(?1, ?2), json_extract(?1, ?2)`, s, path).Scan(&typ, &txt); err != nil {
+				t.Fatalf("%q: %v", s, err)
+			}
+			if typ.String == "text" && txt.String != v {
+				t.Errorf("%q: field %q checked as %q; SQLite writes %q", s, col, v, txt.String)
+			}
+			if typ.String != "text" && typ.String != "integer" && typ.String != "real" {
+				t.Errorf("%q: field %q checked as %q; SQLite reads a %s", s, col, v, typ.String)
+			}
+			checked++
+		}
+	}
+	if checked < 1000 {
+		t.Errorf("only %d fields compared", checked)
 	}
 }

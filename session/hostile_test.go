@@ -730,7 +730,8 @@ func TestRecordFieldsOutsideScope(t *testing.T) {
 
 // TestRecordDataSQLiteCannotRead: a signer's records whose data Go reads
 // but SQLite would not, or not the same (an object followed by more text,
-// nesting deeper than SQLite reads, a repeated key), are refused as the
+// nesting deeper than SQLite reads, a repeated key, a key with a NUL), are
+// refused as the
 // bundle is read, with the reason; the signer's other records are
 // imported.
 func TestRecordDataSQLiteCannotRead(t *testing.T) {
@@ -747,11 +748,15 @@ func TestRecordDataSQLiteCannotRead(t *testing.T) {
 	// learner's partition hidden in front of the signer's own.
 	twice := logRecord(ids.Random(), f.dataset, f.learner, "c4", 0.5, inst, 8)
 	twice.Serialized = strings.Replace(twice.Serialized, `"user_id"`, fmt.Sprintf(`"user_id":%q,"user_id"`, f.other), 1)
+	// SQLite matches a key only up to an escaped NUL: for json_extract,
+	// "user_id\u0000x" is user_id, and the first one wins again.
+	nul := logRecord(ids.Random(), f.dataset, f.learner, "c5", 0.5, inst, 9)
+	nul.Serialized = strings.Replace(nul.Serialized, `"user_id"`, fmt.Sprintf(`"user_id\u0000x":%q,"user_id"`, f.other), 1)
 	writeBundle(t, h.path("unreadable.bundle"), bundle.Header{Profile: "facilitydata", SenderInstance: inst, SenderCert: h.home.cert,
-		Chain: h.chain(h.home), Filter: []string{own}}, h.home.ownCert(h.home.cert).PrivateKey, []bundle.Record{trailing, deep, good, twice})
+		Chain: h.chain(h.home), Filter: []string{own}}, h.home.ownCert(h.home.cert).PrivateKey, []bundle.Record{trailing, deep, good, twice, nul})
 	for _, d := range []*device{h.fac, h.city} {
 		r := d.mustImport(h.path("unreadable.bundle"))
-		if r.Store.Refused != 3 || r.Store.New != 1 {
+		if r.Store.Refused != 4 || r.Store.New != 1 {
 			t.Errorf("%s: %+v", d.name, r.Store)
 			continue
 		}
@@ -761,7 +766,8 @@ func TestRecordDataSQLiteCannotRead(t *testing.T) {
 		}
 		if !slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "something follows it") }) ||
 			!slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "nests deeper than 500 levels") }) ||
-			!slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "repeats a key") }) {
+			!slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "repeats a key") }) ||
+			!slices.ContainsFunc(reasons, func(s string) bool { return strings.Contains(s, "NUL") }) {
 			t.Errorf("%s: reasons %q", d.name, reasons)
 		}
 	}
