@@ -2,6 +2,9 @@ package profile
 
 import (
 	"fmt"
+	"regexp"
+	"strings"
+	"sync"
 
 	"github.com/morango-sync/morango/ids"
 )
@@ -61,6 +64,79 @@ func (m *Model) PartitionOf(id string, get func(column string) (value string, ok
 		return "", fmt.Errorf("%s partition: %w", m.Name, err)
 	}
 	return ids.FinalPartition(raw, id), nil
+}
+
+// PartitionSeparator separates the parts of a partition. A value that a
+// partition template takes from a row may not contain it: filters match
+// partitions by prefix, so a value "a:user-rw:b" would let a row render a
+// partition under another's prefix while its columns say otherwise.
+const PartitionSeparator = ":"
+
+// PartitionColumns returns the columns the partition template takes values
+// from (${id} aside), in order of first use.
+func (m *Model) PartitionColumns() []string {
+	var cols []string
+	for _, c := range refs(m.Partition) {
+		if c != "id" {
+			cols = append(cols, c)
+		}
+	}
+	return cols
+}
+
+// FitsPartition reports whether partition is one the model's template
+// renders for the row id: the template's literal text where it has text,
+// id where it has ${id}, and for each other column a value without the
+// PartitionSeparator.
+func (m *Model) FitsPartition(id, partition string) bool {
+	re, err := partitionPattern(m.Partition)
+	if err != nil {
+		return false
+	}
+	sub := re.FindStringSubmatch(partition)
+	if sub == nil {
+		return false
+	}
+	for _, v := range sub[1:] { // the groups are the ${id} references
+		if v != id {
+			return false
+		}
+	}
+	return true
+}
+
+// patterns caches partitionPattern's expressions by template.
+var patterns sync.Map
+
+// partitionPattern returns the expression that matches the partitions the
+// template t renders.
+func partitionPattern(t string) (*regexp.Regexp, error) {
+	if re, ok := patterns.Load(t); ok {
+		return re.(*regexp.Regexp), nil
+	}
+	parts, err := parseTemplate(t)
+	if err != nil {
+		return nil, err
+	}
+	var b strings.Builder
+	b.WriteString("^")
+	for _, p := range parts {
+		switch p.ref {
+		case "":
+			b.WriteString(regexp.QuoteMeta(p.literal))
+		case "id":
+			b.WriteString("([^" + PartitionSeparator + "]*)")
+		default:
+			b.WriteString("[^" + PartitionSeparator + "]*")
+		}
+	}
+	b.WriteString("$")
+	re, err := regexp.Compile(b.String())
+	if err != nil {
+		return nil, err
+	}
+	patterns.Store(t, re)
+	return re, nil
 }
 
 // ComputeID returns the id a row of a model with a source-id template must

@@ -174,3 +174,39 @@ func TestIdentifyAppChosenID(t *testing.T) {
 		t.Errorf("Identify = %+v, %v; want %+v", got, err, want)
 	}
 }
+
+func TestFitsPartition(t *testing.T) {
+	m := &Model{Name: "log", Partition: "${dataset_id}:user-rw:${user_id}"}
+	u := &Model{Name: "user", Partition: "${dataset_id}:user-ro:${id}"}
+	d := &Model{Name: "dollar", Partition: "a$$b.${x}*"}
+	const id = "0123456789abcdef0123456789abcdef"
+	for _, c := range []struct {
+		m         *Model
+		partition string
+		want      bool
+	}{
+		{m, "DS:user-rw:L", true},
+		{m, "DS:user-rw:", true}, // empty values render empty
+		{m, "DS:user-rw:L:user-rw:X", false},
+		{m, "DS:x:user-rw:L", false},
+		{m, "DS:user-ro:L", false},
+		{m, "DS:user-rw:L ", true},
+		{u, "DS:user-ro:" + id, true},
+		{u, "DS:user-ro:" + id + "0", false},
+		{u, "DS:user-rw:L", false},
+		{u, "DS:user-ro:L", false},
+		{d, "a$b.v*", true},
+		{d, "a$b.v", false},
+		{d, "aXb.v*", false},
+	} {
+		if got := c.m.FitsPartition(id, c.partition); got != c.want {
+			t.Errorf("%s %q: fits %v, want %v", c.m.Partition, c.partition, got, c.want)
+		}
+	}
+	if got := m.PartitionColumns(); len(got) != 2 || got[0] != "dataset_id" || got[1] != "user_id" {
+		t.Errorf("partition columns %q", got)
+	}
+	if got := u.PartitionColumns(); len(got) != 1 || got[0] != "dataset_id" {
+		t.Errorf("partition columns %q", got)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/fsic"
@@ -134,6 +135,13 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			return "outside what this device may read"
 		}
 		m := db.Profile().Model(r.ModelName)
+		// Deleted records too: a record of a model holds its id under a
+		// partition the model's rows can have, or it could take the id
+		// of a row of another partition (a deleted user record under the
+		// signer's own partition, with a user's id it does not hold yet).
+		if m != nil && !m.FitsPartition(r.ID, r.Partition) {
+			return fmt.Sprintf("partition is not one the model's template %q gives a row with this id", m.Partition)
+		}
 		if m != nil && m.SourceID != "" {
 			if want := ids.Namespaced(ids.RawPartition(r.Partition, r.ID), r.SourceID, r.ModelName); want != r.ID {
 				return "id does not match its partition, source id and model"
@@ -334,6 +342,11 @@ func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string
 		get, why := dataFields(serialized)
 		if why != "" {
 			return why
+		}
+		for _, col := range m.PartitionColumns() {
+			if v, _ := get(col); strings.Contains(v, profile.PartitionSeparator) {
+				return fmt.Sprintf("its data's %s holds %q, which separates the parts of a partition", col, profile.PartitionSeparator)
+			}
 		}
 		p, err := m.PartitionOf(r.ID, get)
 		if err != nil {

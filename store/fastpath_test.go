@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/morango-sync/morango/fsic"
+	"github.com/morango-sync/morango/ids"
 )
 
 // The history an import writes is the merged history of each record,
@@ -282,5 +283,32 @@ func TestImportRepeatedIntoEmptyStore(t *testing.T) {
 	var name string
 	if err := d.app.QueryRow(`SELECT name FROM dataset WHERE id = ?`, dsID).Scan(&name); err != nil || name != "two" {
 		t.Errorf("app row %q (%v), want the second version", name, err)
+	}
+}
+
+// A value of a partition template's column may not hold the separator
+// ":": a note of P2 whose dataset_id is "D:user-rw:P1" renders a partition
+// under P1's prefix. Such rows stay out of the store with the reason, as
+// importers would refuse their records.
+func TestSerializeRefusesSeparatorInPartitionValues(t *testing.T) {
+	ctx := context.Background()
+	d := newDevice(t, "d")
+	d.init(ctx)
+	d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'D')`, dsID)
+	p1, p2 := ids.Random(), ids.Random()
+	d.exec(`INSERT INTO person (id, dataset_id, name) VALUES (?, ?, 'P1'), (?, ?, 'P2')`, p1, dsID, p2, dsID)
+	good, bad := ids.Random(), ids.Random()
+	d.exec(`INSERT INTO note (id, dataset_id, person_id, body) VALUES (?, ?, ?, 'mine')`, good, dsID, p1)
+	d.exec(`INSERT INTO note (id, dataset_id, person_id, body) VALUES (?, ?, ?, 'forged')`, bad, dsID+":user-rw:"+p1, p2)
+	res := d.serialize(ctx)
+	if res.Created != 4 || res.Failed != 1 {
+		t.Fatalf("serialize: %+v, want 4 created and 1 failed", res)
+	}
+	var reason string
+	if err := d.app.QueryRow(`SELECT error FROM morango_dirty WHERE id = ?`, bad).Scan(&reason); err != nil || !strings.Contains(reason, `holds ":"`) {
+		t.Errorf("reason %q, %v", reason, err)
+	}
+	if d.storeRow(bad) != nil || d.storeRow(good) == nil {
+		t.Error("the row with the separator reached the store, or the other did not")
 	}
 }

@@ -351,6 +351,16 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			`'id must be 32 lower-case hex digits'`},
 		{part + ` IS NULL`, literal(fmt.Sprintf("a column of the partition template %q is NULL", m.Partition))},
 	}
+	// A value with the separator would give a partition under another's
+	// prefix: importers refuse such records (see profile.PartitionSeparator).
+	if cols := m.PartitionColumns(); len(cols) > 0 {
+		var sep []string
+		for _, c := range cols {
+			sep = append(sep, fmt.Sprintf("instr(CAST(t.%s AS TEXT), %s) > 0", quote(c), literal(profile.PartitionSeparator)))
+		}
+		checks = append(checks, struct{ cond, msg string }{strings.Join(sep, " OR "),
+			literal(fmt.Sprintf("a column of the partition template %q holds %q, which separates the parts of a partition", m.Partition, profile.PartitionSeparator))})
+	}
 	source := "''"
 	if m.SourceID != "" {
 		source = templateSQL(m.SourceID, "t", "t.id")
