@@ -2,7 +2,7 @@ package profile
 
 import (
 	"fmt"
-	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -75,13 +75,7 @@ const PartitionSeparator = ":"
 // PartitionColumns returns the columns the partition template takes values
 // from (${id} aside), in order of first use.
 func (m *Model) PartitionColumns() []string {
-	var cols []string
-	for _, c := range refs(m.Partition) {
-		if c != "id" {
-			cols = append(cols, c)
-		}
-	}
-	return cols
+	return shapeOf(m.Partition).cols
 }
 
 // FitsPartition reports whether partition is one the model's template
@@ -89,54 +83,146 @@ func (m *Model) PartitionColumns() []string {
 // id where it has ${id}, and for each other column a value without the
 // PartitionSeparator.
 func (m *Model) FitsPartition(id, partition string) bool {
-	re, err := partitionPattern(m.Partition)
-	if err != nil {
+	sh := shapeOf(m.Partition)
+	if sh.err != nil || strings.Count(partition, PartitionSeparator) != len(sh.parts)-1 {
 		return false
 	}
-	sub := re.FindStringSubmatch(partition)
-	if sub == nil {
-		return false
-	}
-	for _, v := range sub[1:] { // the groups are the ${id} references
-		if v != id {
+	// Values hold no separator: each of the template's separators is one
+	// of the partition's, and each part between them is matched alone.
+	for _, p := range sh.parts {
+		var got string
+		got, partition, _ = strings.Cut(partition, PartitionSeparator)
+		if !globMatch(p, id, got) {
 			return false
 		}
 	}
 	return true
 }
 
-// patterns caches partitionPattern's expressions by template.
-var patterns sync.Map
+// shape is a partition template split at its separators; each part is a
+// list of pieces: literal text, ${id}, or a column (any text).
+type shape struct {
+	parts [][]part
+	cols  []string
+	err   error
+}
 
-// partitionPattern returns the expression that matches the partitions the
-// template t renders.
-func partitionPattern(t string) (*regexp.Regexp, error) {
-	if re, ok := patterns.Load(t); ok {
-		return re.(*regexp.Regexp), nil
+// shapes caches shapeOf by template.
+var shapes sync.Map
+
+func shapeOf(t string) *shape {
+	if sh, ok := shapes.Load(t); ok {
+		return sh.(*shape)
 	}
+	sh := &shape{}
 	parts, err := parseTemplate(t)
 	if err != nil {
-		return nil, err
+		sh.err = err
 	}
-	var b strings.Builder
-	b.WriteString("^")
+	cur := []part{}
 	for _, p := range parts {
-		switch p.ref {
-		case "":
-			b.WriteString(regexp.QuoteMeta(p.literal))
-		case "id":
-			b.WriteString("([^" + PartitionSeparator + "]*)")
-		default:
-			b.WriteString("[^" + PartitionSeparator + "]*")
+		if p.ref != "" {
+			if p.ref != "id" && !slices.Contains(sh.cols, p.ref) {
+				sh.cols = append(sh.cols, p.ref)
+			}
+			cur = append(cur, p)
+			continue
+		}
+		pieces := strings.Split(p.literal, PartitionSeparator)
+		for i, lit := range pieces {
+			if i > 0 {
+				sh.parts = append(sh.parts, cur)
+				cur = []part{}
+			}
+			if lit != "" {
+				cur = append(cur, part{literal: lit})
+			}
 		}
 	}
-	b.WriteString("$")
-	re, err := regexp.Compile(b.String())
-	if err != nil {
-		return nil, err
+	sh.parts = append(sh.parts, cur)
+	shapes.Store(t, sh)
+	return sh
+}
+
+// globMatch reports whether s is the pieces in order, with id for ${id}
+// and any text for a column. Literal text and the id are matched exactly:
+// those before the first column at the start, those after the last at the
+// end, and each run between columns at its leftmost place after the run
+// before, which is where a match is if there is one, as any text can fill
+// the columns between.
+func globMatch(pieces []part, id, s string) bool {
+	text := func(p part) (string, bool) {
+		switch p.ref {
+		case "":
+			return p.literal, true
+		case "id":
+			return id, true
+		}
+		return "", false
 	}
-	patterns.Store(t, re)
-	return re, nil
+	// Leading text, up to the first column.
+	i := 0
+	for ; i < len(pieces); i++ {
+		t, ok := text(pieces[i])
+		if !ok {
+			break
+		}
+		if !strings.HasPrefix(s, t) {
+			return false
+		}
+		s = s[len(t):]
+	}
+	if i == len(pieces) {
+		return s == ""
+	}
+	// Trailing text, back to the last column.
+	j := len(pieces) - 1
+	for ; j > i; j-- {
+		t, ok := text(pieces[j])
+		if !ok {
+			break
+		}
+		if !strings.HasSuffix(s, t) {
+			return false
+		}
+		s = s[:len(s)-len(t)]
+	}
+	// Between the first and the last column: each run of consecutive
+	// text at its leftmost place.
+	for k := i + 1; k < j; {
+		if _, ok := text(pieces[k]); !ok {
+			k++
+			continue
+		}
+		e := k + 1
+		for e < j {
+			if _, ok := text(pieces[e]); !ok {
+				break
+			}
+			e++
+		}
+		first, _ := text(pieces[k])
+		for from := 0; ; {
+			at := strings.Index(s[from:], first)
+			if at < 0 {
+				return false
+			}
+			rest, ok := s[from+at+len(first):], true
+			for q := k + 1; q < e && ok; q++ {
+				t, _ := text(pieces[q])
+				if rest, ok = strings.CutPrefix(rest, t); !ok {
+					break
+				}
+			}
+			if ok {
+				s = rest
+				break
+			}
+			from += at + 1
+		}
+		k = e
+	}
+	return true
 }
 
 // ComputeID returns the id a row of a model with a source-id template must

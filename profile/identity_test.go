@@ -3,6 +3,7 @@ package profile
 import (
 	"encoding/json"
 	"errors"
+	"math/rand/v2"
 	"os"
 	"strings"
 	"testing"
@@ -208,5 +209,103 @@ func TestFitsPartition(t *testing.T) {
 	}
 	if got := u.PartitionColumns(); len(got) != 1 || got[0] != "dataset_id" {
 		t.Errorf("partition columns %q", got)
+	}
+}
+
+// FitsPartition accepts every partition Identify renders, whatever the
+// template's literals, the place of ${id} and the values (without the
+// separator), and refuses it for another id.
+func TestFitsWhatIdentifyRenders(t *testing.T) {
+	const id = "0123456789abcdef0123456789abcdef"
+	const other = "fedcba9876543210fedcba9876543210"
+	cases := []struct {
+		tmpl string
+		cols map[string]string
+	}{
+		{"${dataset_id}:${id}.${ext}", map[string]string{"dataset_id": "D", "ext": "tar.gz"}},
+		{"${dataset_id}:${kind}${id}", map[string]string{"dataset_id": "D", "kind": "k"}},
+		{"${dataset_id}:${id}_${lang}", map[string]string{"dataset_id": "D", "lang": "pt_BR"}},
+		{"${dataset_id}:${id}${id}", map[string]string{"dataset_id": "D"}},
+		{"${dataset_id}:${user_id}a${id}", map[string]string{"dataset_id": "D", "user_id": "u"}},
+		{"${a}${id}${b}", map[string]string{"a": "0123", "b": "abcdef"}},
+		{"${a}.x${id}y.${b}", map[string]string{"a": "x" + id + "y", "b": "y"}},
+	}
+	// Generated templates: literals of ":", ".", "a", "0" and "_",
+	// ${id} and two columns, in any order; values of the same letters but
+	// ":" (and sometimes the id itself).
+	r := rand.New(rand.NewPCG(7, 8))
+	letters := []string{".", "a", "0", "_", "ab", id[:4]}
+	for range 3000 {
+		var tmpl strings.Builder
+		for range 1 + r.IntN(6) {
+			switch r.IntN(5) {
+			case 0:
+				tmpl.WriteString("${id}")
+			case 1:
+				tmpl.WriteString("${c1}")
+			case 2:
+				tmpl.WriteString("${c2}")
+			case 3:
+				tmpl.WriteString(":")
+			default:
+				tmpl.WriteString(letters[r.IntN(len(letters))])
+			}
+		}
+		cols := map[string]string{}
+		for _, c := range []string{"c1", "c2"} {
+			var v strings.Builder
+			for range r.IntN(4) {
+				if r.IntN(8) == 0 {
+					v.WriteString(id)
+				} else {
+					v.WriteString(letters[r.IntN(len(letters))])
+				}
+			}
+			cols[c] = v.String()
+		}
+		cases = append(cases, struct {
+			tmpl string
+			cols map[string]string
+		}{tmpl.String(), cols})
+	}
+	for _, c := range cases {
+		m := &Model{Name: "m", Partition: c.tmpl}
+		got, err := m.Identify(id, func(col string) (string, bool) { v, ok := c.cols[col]; return v, ok })
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !m.FitsPartition(id, got.Partition) {
+			t.Fatalf("%s %v: FitsPartition refuses %q, the partition Identify renders", c.tmpl, c.cols, got.Partition)
+		}
+		if strings.Contains(c.tmpl, "${id}") && !strings.Contains(got.Partition, other) && m.FitsPartition(other, got.Partition) {
+			t.Fatalf("%s %v: %q fits id %s too", c.tmpl, c.cols, got.Partition, other)
+		}
+	}
+}
+
+// The import checks every incoming record: no allocation.
+func TestFitsPartitionAllocs(t *testing.T) {
+	m := &Model{Name: "log", Partition: "${dataset_id}:user-rw:${user_id}"}
+	const id = "0123456789abcdef0123456789abcdef"
+	p := "fedcba9876543210fedcba9876543210:user-rw:0123456789abcdef0123456789abcdee"
+	if !m.FitsPartition(id, p) {
+		t.Fatal("no fit")
+	}
+	if n := testing.AllocsPerRun(1000, func() {
+		_ = m.PartitionColumns()
+		_ = m.FitsPartition(id, p)
+	}); n != 0 {
+		t.Errorf("%v allocations per record", n)
+	}
+}
+
+func BenchmarkFitsPartition(b *testing.B) {
+	m := &Model{Name: "user", Partition: "${dataset_id}:user-ro:${id}"}
+	const id = "0123456789abcdef0123456789abcdef"
+	p := "fedcba9876543210fedcba9876543210:user-ro:" + id
+	for b.Loop() {
+		if !m.FitsPartition(id, p) {
+			b.Fatal("no fit")
+		}
 	}
 }

@@ -129,3 +129,75 @@ func TestDeletedRecordCannotTakeAnID(t *testing.T) {
 		})
 	}
 }
+
+// An edit of a row the store already holds that puts the separator in a
+// partition column stays out of the store, with the reason, as a new row
+// does: every importer would refuse the new version.
+func TestEditWithSeparatorStaysLocal(t *testing.T) {
+	h := newHostile(t)
+	f := h.f
+	h.fac.exec(`UPDATE adminnote SET dataset_id = dataset_id || ':x' WHERE id = ?`, f.note)
+	if _, err := h.fac.db.Serialize(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if rec := h.fac.record(f.note); strings.Contains(rec.Serialized, f.dataset+`:x`) {
+		t.Errorf("the edited row with ':' in dataset_id reached the store: %s", rec.Serialized)
+	}
+	if n := h.fac.count(`SELECT count(*) FROM morango_dirty WHERE id = ? AND error LIKE '%holds ":"%'`, f.note); n != 1 {
+		t.Errorf("the edited row does not wait with the reason (%d)", n)
+	}
+	_, r := h.fac.sendTo(h.city, h.dir, true)
+	if r != nil && r.Store.Refused != 0 {
+		t.Errorf("city refuses %d records the facility's engine produced: %+v", r.Store.Refused, r.Store.Refusals)
+	}
+}
+
+// The same on the learner's tablet: its own log edited to dataset_id
+// "D:user-rw:<learner>" and user_id the other learner (the shape
+// TestSeparatorInDataIsRefused refuses on import) gets no new version.
+func TestEditIntoOtherLearnerStaysLocal(t *testing.T) {
+	h := newHostile(t)
+	f := h.f
+	h.home.mustImport(func() string {
+		p := h.path("to-home.bundle")
+		m := h.path("home.manifest")
+		h.home.manifest(m)
+		h.fac.export(p, m)
+		return p
+	}())
+	h.home.exec(`UPDATE contentlog SET dataset_id = ?, user_id = ? WHERE id = ?`, f.dataset+":user-rw:"+f.learner, f.other, f.learnerLog)
+	if _, err := h.home.db.Serialize(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if rec := h.home.record(f.learnerLog); rec != nil && strings.Contains(rec.Serialized, f.other) {
+		t.Errorf("serialization accepted an edit whose dataset_id holds ':' (record %s: %s)", rec.Partition, rec.Serialized)
+	}
+}
+
+// Templates where ${id} sits next to a column, or before a literal a
+// column's value also holds ("${dataset_id}:${id}.${ext}" with ext
+// "tar.gz", "${dataset_id}:${kind}${id}"): the records the engine
+// serializes fit their template on the importing device.
+func TestRecordsOfIDTemplatesFit(t *testing.T) {
+	const schema = `CREATE TABLE attachment (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, ext TEXT NOT NULL);
+CREATE TABLE tagged (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, kind TEXT NOT NULL);`
+	const models = `{"name": "attachment", "table": "attachment", "partition": "${dataset_id}:${id}.${ext}"},
+{"name": "tagged", "table": "tagged", "partition": "${dataset_id}:${kind}${id}"},`
+	fac := newAppDevice(t, "facility", schema, models)
+	fac.root()
+	f := seedFacility(fac)
+	city := newAppDevice(t, "city", schema, models)
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	a, g := ids.Random(), ids.Random()
+	fac.exec(`INSERT INTO attachment (id, dataset_id, ext) VALUES (?, ?, 'tar.gz')`, a, f.dataset)
+	fac.exec(`INSERT INTO tagged (id, dataset_id, kind) VALUES (?, ?, 'k')`, g, f.dataset)
+	_, r := fac.sendTo(city, t.TempDir(), false)
+	if r.Store.Refused != 0 {
+		t.Errorf("city refuses %d records the facility serialized: %+v", r.Store.Refused, r.Store.Refusals)
+	}
+	for _, id := range []string{a, g} {
+		if city.record(id) == nil {
+			t.Errorf("record %s (partition %s) did not reach the city", id, fac.record(id).Partition)
+		}
+	}
+}

@@ -289,7 +289,7 @@ func TestImportRepeatedIntoEmptyStore(t *testing.T) {
 // A value of a partition template's column may not hold the separator
 // ":": a note of P2 whose dataset_id is "D:user-rw:P1" renders a partition
 // under P1's prefix. Such rows stay out of the store with the reason, as
-// importers would refuse their records.
+// importers would refuse their records; so do edits that put one in.
 func TestSerializeRefusesSeparatorInPartitionValues(t *testing.T) {
 	ctx := context.Background()
 	d := newDevice(t, "d")
@@ -310,5 +310,28 @@ func TestSerializeRefusesSeparatorInPartitionValues(t *testing.T) {
 	}
 	if d.storeRow(bad) != nil || d.storeRow(good) == nil {
 		t.Error("the row with the separator reached the store, or the other did not")
+	}
+
+	// Edits of recorded rows: importers render the partition from the
+	// data, so a separator or a NULL in a partition column waits too.
+	other, third := ids.Random(), ids.Random()
+	d.exec(`INSERT INTO note (id, dataset_id, person_id, body) VALUES (?, ?, ?, 'b'), (?, ?, ?, 'c')`, other, dsID, p1, third, dsID, p1)
+	d.serialize(ctx)
+	before := d.storeRow(good).Serialized
+	d.exec(`UPDATE note SET dataset_id = dataset_id || ':x' WHERE id = ?`, good)
+	d.exec(`UPDATE note SET person_id = NULL WHERE id = ?`, other)
+	d.exec(`UPDATE note SET body = 'edited' WHERE id = ?`, third)
+	res = d.serialize(ctx)
+	if res.Updated != 1 || res.Failed != 3 { // the first bad row still waits
+		t.Fatalf("serialize edits: %+v, want 1 updated and 3 failed", res)
+	}
+	if d.storeRow(good).Serialized != before {
+		t.Errorf("the edit with the separator reached the store: %s", d.storeRow(good).Serialized)
+	}
+	for id, want := range map[string]string{good: `holds ":"`, other: "is NULL"} {
+		var reason string
+		if err := d.app.QueryRow(`SELECT error FROM morango_dirty WHERE id = ?`, id).Scan(&reason); err != nil || !strings.Contains(reason, want) {
+			t.Errorf("edit of %s: reason %q, %v; want %q", id, reason, err, want)
+		}
 	}
 }

@@ -263,6 +263,20 @@ func (s *serializer) lsb() string {
 		dirty_bit = 0, deserialization_error = '', last_transfer_session_id = NULL`, literal(s.me), s.c)
 }
 
+// checkSQL returns a CASE's WHEN clauses giving the message of the first
+// check that holds, and the condition that any holds.
+func checkSQL(checks []struct{ cond, msg string }) (cases, fails string) {
+	var c, f strings.Builder
+	for i, ch := range checks {
+		fmt.Fprintf(&c, " WHEN %s THEN %s", ch.cond, ch.msg)
+		if i > 0 {
+			f.WriteString(" OR ")
+		}
+		fmt.Fprintf(&f, "coalesce(%s, false)", ch.cond)
+	}
+	return c.String(), f.String()
+}
+
 // hardDelete erases the records listed in morango_harddeletedmodels: their
 // store rows keep only a hard-deleted version with "{}" as data, and their
 // app rows are deleted.
@@ -361,6 +375,7 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 		checks = append(checks, struct{ cond, msg string }{strings.Join(sep, " OR "),
 			literal(fmt.Sprintf("a column of the partition template %q holds %q, which separates the parts of a partition", m.Partition, profile.PartitionSeparator))})
 	}
+	partChecks := len(checks) // checks[1:partChecks] are those of the partition
 	source := "''"
 	if m.SourceID != "" {
 		source = templateSQL(m.SourceID, "t", "t.id")
@@ -371,14 +386,11 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			struct{ cond, msg string }{`t.id <> ` + want,
 				fmt.Sprintf(`'id must be ' || %s || ' (the namespaced id of its partition, source id and model; see morango id)'`, want)})
 	}
-	var cases, fails strings.Builder
-	for i, ch := range checks {
-		fmt.Fprintf(&cases, " WHEN %s THEN %s", ch.cond, ch.msg)
-		if i > 0 {
-			fails.WriteString(" OR ")
-		}
-		fmt.Fprintf(&fails, "coalesce(%s, false)", ch.cond)
-	}
+	cases, fails := checkSQL(checks)
+	// An edit of a row the store holds is checked for what importers read
+	// from its data: the partition its columns render (checks 1 and, if
+	// present, 2). Its id, partition and source id do not change.
+	partCases, partFails := checkSQL(checks[1:partChecks])
 
 	// New records: the rows that pass every check, read once. Each is a
 	// new version.
@@ -386,7 +398,7 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			last_saved_instance, last_saved_counter, partition, source_id, model_name, _self_ref_fk)
 		SELECT t.id, %s, %s, 0, 0, %s, %d, %s, %s, %s, %s
 		FROM %s t WHERE t.id IN (%s) AND NOT (%s)`,
-		literal(s.db.profile.Name), jsonObjectSQL("t", cols), literal(s.me), s.c, part, source, model, selfRef, table, fresh, fails.String()))
+		literal(s.db.profile.Name), jsonObjectSQL("t", cols), literal(s.me), s.c, part, source, model, selfRef, table, fresh, fails))
 	if err != nil {
 		return err
 	}
@@ -411,18 +423,23 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 		// All new, all written: none failed, and there is nothing more.
 		return s.done(ctx, model, limit != "")
 	}
-	var failNew string
+	var failNew, failStored string
+	if listed > newRows {
+		failStored = fmt.Sprintf(`UNION ALL SELECT w.id, CASE%s END FROM temp.morango_work w JOIN %s t ON t.id = w.id
+			WHERE w.stored AND EXISTS (SELECT 1 FROM morango_store s WHERE s.id = w.id AND s.model_name = %s
+				AND NOT (s.deleted AND s.dirty_bit)) AND (%s)`, partCases, table, model, partFails)
+	}
 	if created < newRows {
 		failNew = fmt.Sprintf(`UNION ALL SELECT w.id, CASE%s END FROM temp.morango_work w JOIN %s t ON t.id = w.id
-			WHERE NOT w.stored AND NOT EXISTS (SELECT 1 FROM morango_store s WHERE s.id = w.id)`, cases.String(), table)
+			WHERE NOT w.stored AND NOT EXISTS (SELECT 1 FROM morango_store s WHERE s.id = w.id)`, cases, table)
 	}
 	n, err = s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_failed (id, error)
 		SELECT id, error FROM (
 			SELECT w.id, 'id is already used by a record of model ' || s.model_name || '; give the row a new id' AS error
 			FROM temp.morango_work w CROSS JOIN morango_store s ON s.id = w.id WHERE w.stored AND s.model_name <> %s
 				AND EXISTS (SELECT 1 FROM %s t WHERE t.id = w.id)
-			%s)
-		WHERE error IS NOT NULL`, model, table, failNew))
+			%s %s)
+		WHERE error IS NOT NULL`, model, table, failNew, failStored))
 	if err != nil {
 		return err
 	}
