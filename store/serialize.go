@@ -425,9 +425,11 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	}
 	var failNew, failStored string
 	if listed > newRows {
-		failStored = fmt.Sprintf(`UNION ALL SELECT w.id, CASE%s END FROM temp.morango_work w JOIN %s t ON t.id = w.id
-			WHERE w.stored AND EXISTS (SELECT 1 FROM morango_store s WHERE s.id = w.id AND s.model_name = %s
-				AND NOT (s.deleted AND s.dirty_bit)) AND (%s)`, partCases, table, model, partFails)
+		// The listed rows drive the join (CROSS JOIN), and the checks
+		// come first: the store is read only for the rows that fail one.
+		failStored = fmt.Sprintf(`UNION ALL SELECT w.id, CASE%s END FROM temp.morango_work w CROSS JOIN %s t ON t.id = w.id
+			WHERE w.stored AND (%s) AND EXISTS (SELECT 1 FROM morango_store s WHERE s.id = w.id AND s.model_name = %s
+				AND NOT (s.deleted AND s.dirty_bit))`, partCases, table, partFails, model)
 	}
 	if created < newRows {
 		failNew = fmt.Sprintf(`UNION ALL SELECT w.id, CASE%s END FROM temp.morango_work w JOIN %s t ON t.id = w.id
