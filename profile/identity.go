@@ -218,7 +218,9 @@ func globMatch(pieces []part, id, s string) bool {
 				s = rest
 				break
 			}
-			from += at + 1
+			if from += at + 1; from > len(s) { // first is "" (an empty id)
+				return false
+			}
 		}
 		k = e
 	}

@@ -309,3 +309,18 @@ func BenchmarkFitsPartition(b *testing.B) {
 		}
 	}
 }
+
+// An importer calls FitsPartition before it checks the id: a record with
+// an empty id (a bundle's model_uuid is not validated) must be refused,
+// not crash the import's reading goroutine.
+func TestFitsPartitionEmptyID(t *testing.T) {
+	m := &Model{Name: "file", Partition: "${dataset_id}:${kind}${id}.${ext}"}
+	defer func() {
+		if r := recover(); r != nil {
+			t.Fatalf("FitsPartition(\"\", \"D:zz\") panics: %v", r)
+		}
+	}()
+	if m.FitsPartition("", "D:zz") {
+		t.Error("fits")
+	}
+}

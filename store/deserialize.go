@@ -345,7 +345,11 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 		}
 		err = d.exec(ctx,
 			`DELETE FROM temp.morango_fkdeleted WHERE rid IN (SELECT rid FROM temp.morango_kept)`,
-			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE f.mint ON CONFLICT DO NOTHING`, model, rows),
+			// The deletion is this device's to record: an error an earlier
+			// edit of the row left (its app row is gone now) must not hold
+			// it back.
+			fmt.Sprintf(`INSERT INTO morango_dirty (model, id) SELECT %s, s.id FROM %s WHERE f.mint
+				ON CONFLICT (model, id) DO UPDATE SET error = ''`, model, rows),
 			fmt.Sprintf(`INSERT INTO temp.morango_fkgone (model, id, waits) SELECT %s, s.id, NOT f.mint FROM %s WHERE true ON CONFLICT DO NOTHING`, model, rows),
 		)
 		if err != nil {
