@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"strings"
 
 	"github.com/morango-sync/morango/certs"
@@ -264,9 +265,19 @@ func readAhead(ctx context.Context, each func(context.Context, func(*store.Recor
 	read := make(chan error, 1)
 	go func() {
 		defer close(batches)
+		var err error
+		// The records come from a file nobody vouches for until it is
+		// read: a defect in a check that a record trips ends this import
+		// with an error (its transaction rolled back), not the process.
+		defer func() {
+			if p := recover(); p != nil {
+				err = fmt.Errorf("an internal error stopped the import while it checked the bundle's records, and nothing was imported; please report it with the bundle: %v\n%s", p, debug.Stack())
+			}
+			read <- err
+		}()
 		batch := make([]checked, 0, batchSize)
 		size := 0 // bytes of record data in batch
-		err := each(ctx, func(r *store.Record) error {
+		err = each(ctx, func(r *store.Record) error {
 			c := checked{rec: *r, why: check(r)} // r is reused by the reader: copy it, history included
 			c.rec.History = append([]store.HistoryEntry(nil), r.History...)
 			batch = append(batch, c)
@@ -293,7 +304,6 @@ func readAhead(ctx context.Context, each func(context.Context, func(*store.Recor
 				err = ctx.Err()
 			}
 		}
-		read <- err
 	}()
 	var err error
 	for batch := range batches {
