@@ -11,9 +11,9 @@ import (
 
 // dataFields checks that a record's data is what the app row will be
 // written from: one JSON object, nothing after it, no key twice or with a
-// NUL in it, nested no deeper than maxJSONDepth. It returns a lookup of the object's top-level
-// strings and numbers (as the JSON spells them), or why the data is
-// refused.
+// NUL in it, nested no deeper than maxJSONDepth. It returns a lookup of
+// the object's top-level strings and numbers (as the JSON spells them), or
+// why the data is refused.
 //
 // Almost every record's data is a plain object: quickFields checks and
 // reads those in one pass, without decoding the values it is not asked
@@ -98,8 +98,8 @@ const maxQuickMembers = 64
 
 // quickFields reads the members of s if s is valid JSON, an object with
 // at most maxQuickMembers members, no key twice or with a NUL, and nested
-// no deeper than maxJSONDepth; ok is false otherwise (and for anything else it does not
-// handle), and decodedFields decides.
+// no deeper than maxJSONDepth; ok is false otherwise (and for anything
+// else it does not handle), and decodedFields decides.
 func quickFields(s string) (m members, ok bool) {
 	if !json.Valid(unsafe.Slice(unsafe.StringData(s), len(s))) {
 		return m, false

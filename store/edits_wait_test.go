@@ -44,8 +44,7 @@ func TestCascadeDeletesRowWhoseEditWaits(t *testing.T) {
 // kept deletion and a deleted app row among them; then the failed ones are
 // fixed and must be serialized.
 func TestChunkedEditsThatWaitThenFixed(t *testing.T) {
-	defer func(n int64) { SerializeChunk = n }(SerializeChunk)
-	SerializeChunk = 2
+	chunk(t, 2)
 	ctx := context.Background()
 	d := newDevice(t, "c")
 	d.init(ctx)

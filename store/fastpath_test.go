@@ -96,8 +96,7 @@ func TestSerializeRefusesBadIDs(t *testing.T) {
 // A serialization of more rows than a transaction takes maps the
 // database file only while it runs.
 func TestSerializeUnmaps(t *testing.T) {
-	defer func(n int64) { SerializeChunk = n }(SerializeChunk)
-	SerializeChunk = 2
+	chunk(t, 2)
 	ctx := context.Background()
 	d := newDevice(t, "d")
 	d.init(ctx)
@@ -189,8 +188,7 @@ func importBatch(t *testing.T, db *DB, batch []*Record, claims []fsic.MaxCounter
 // dirty list by a range of ids: rows that fail in the middle of a
 // transaction's range stay on it with their reason, the others all leave.
 func TestSerializeChunksWithFailures(t *testing.T) {
-	defer func(n int64) { SerializeChunk = n }(SerializeChunk)
-	SerializeChunk = 3
+	chunk(t, 3)
 	ctx := context.Background()
 	d := newDevice(t, "d")
 	d.init(ctx)

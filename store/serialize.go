@@ -263,9 +263,13 @@ func (s *serializer) lsb() string {
 		dirty_bit = 0, deserialization_error = '', last_transfer_session_id = NULL`, literal(s.me), s.c)
 }
 
+// sqlCheck is a condition on an app row aliased t that keeps it out of the
+// store, and the SQL text of the reason.
+type sqlCheck struct{ cond, msg string }
+
 // checkSQL returns a CASE's WHEN clauses giving the message of the first
 // check that holds, and the condition that any holds.
-func checkSQL(checks []struct{ cond, msg string }) (cases, fails string) {
+func checkSQL(checks []sqlCheck) (cases, fails string) {
 	var c, f strings.Builder
 	for i, ch := range checks {
 		fmt.Fprintf(&c, " WHEN %s THEN %s", ch.cond, ch.msg)
@@ -357,12 +361,11 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	}
 
 	// Rows that cannot become records stay in morango_dirty with the reason
-	// of the first check they fail.
-	checks := []struct{ cond, msg string }{
-		// unhex is NULL for any character that is not a hex digit; lower
-		// leaves only lower-case ones. (Cheaper than a GLOB of the class.)
-		{`NOT (typeof(t.id) = 'text' AND length(t.id) = 32 AND unhex(t.id) IS NOT NULL AND t.id = lower(t.id))`,
-			`'id must be 32 lower-case hex digits'`},
+	// of the first check they fail. Those of the partition's columns also
+	// hold back an edit of a row the store holds: importers check the
+	// partition its data renders (its id, partition and source id do not
+	// change).
+	partition := []sqlCheck{
 		{part + ` IS NULL`, literal(fmt.Sprintf("a column of the partition template %q is NULL", m.Partition))},
 	}
 	// A value with the separator would give a partition under another's
@@ -372,25 +375,27 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 		for _, c := range cols {
 			sep = append(sep, fmt.Sprintf("instr(CAST(t.%s AS TEXT), %s) > 0", quote(c), literal(profile.PartitionSeparator)))
 		}
-		checks = append(checks, struct{ cond, msg string }{strings.Join(sep, " OR "),
+		partition = append(partition, sqlCheck{strings.Join(sep, " OR "),
 			literal(fmt.Sprintf("a column of the partition template %q holds %q, which separates the parts of a partition", m.Partition, profile.PartitionSeparator))})
 	}
-	partChecks := len(checks) // checks[1:partChecks] are those of the partition
+	checks := append([]sqlCheck{
+		// unhex is NULL for any character that is not a hex digit; lower
+		// leaves only lower-case ones. (Cheaper than a GLOB of the class.)
+		{`NOT (typeof(t.id) = 'text' AND length(t.id) = 32 AND unhex(t.id) IS NOT NULL AND t.id = lower(t.id))`,
+			`'id must be 32 lower-case hex digits'`},
+	}, partition...)
 	source := "''"
 	if m.SourceID != "" {
 		source = templateSQL(m.SourceID, "t", "t.id")
 		raw := templateSQL(m.Partition, "t", literal(ids.IDPlaceholder))
 		want := fmt.Sprintf("morango_sha2_uuid(%s, %s, %s)", raw, source, model)
 		checks = append(checks,
-			struct{ cond, msg string }{source + ` IS NULL`, literal(fmt.Sprintf("a column of the source-id template %q is NULL", m.SourceID))},
-			struct{ cond, msg string }{`t.id <> ` + want,
+			sqlCheck{source + ` IS NULL`, literal(fmt.Sprintf("a column of the source-id template %q is NULL", m.SourceID))},
+			sqlCheck{`t.id <> ` + want,
 				fmt.Sprintf(`'id must be ' || %s || ' (the namespaced id of its partition, source id and model; see morango id)'`, want)})
 	}
 	cases, fails := checkSQL(checks)
-	// An edit of a row the store holds is checked for what importers read
-	// from its data: the partition its columns render (checks 1 and, if
-	// present, 2). Its id, partition and source id do not change.
-	partCases, partFails := checkSQL(checks[1:partChecks])
+	partCases, partFails := checkSQL(partition)
 
 	// New records: the rows that pass every check, read once. Each is a
 	// new version.

@@ -6,6 +6,13 @@ import (
 	"testing"
 )
 
+// chunk sets SerializeChunk to n for the rest of the test.
+func chunk(t *testing.T, n int64) {
+	saved := SerializeChunk
+	t.Cleanup(func() { SerializeChunk = saved })
+	SerializeChunk = n
+}
+
 // TestSerializeInChunks: Serialize writes at most SerializeChunk changed
 // rows per transaction, each with a counter of its own, and ends with the
 // same records as one serialization of everything. A row that cannot be
@@ -13,8 +20,7 @@ import (
 // Serialize loop.
 func TestSerializeInChunks(t *testing.T) {
 	ctx := context.Background()
-	saved := SerializeChunk
-	t.Cleanup(func() { SerializeChunk = saved })
+	chunk(t, SerializeChunk)
 
 	write := func(d *device) {
 		d.exec(`INSERT INTO dataset (id, name) VALUES (?, 'School')`, dsID)
