@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/profile"
+	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 )
 
 // DeserializeResult says what a deserialization did.
@@ -471,26 +474,32 @@ func (d *deserializer) keep(ctx context.Context, rid int64, reason string) error
 
 // rowids returns the rowids a query selects.
 func rowids(ctx context.Context, q execer, query string, args ...any) ([]int64, error) {
+	return column[int64](ctx, q, query, args...)
+}
+
+// column returns the values of the one column a query selects.
+func column[T any](ctx context.Context, q execer, query string, args ...any) ([]T, error) {
 	rows, err := q.QueryContext(ctx, query, args...)
 	if err != nil {
 		return nil, err
 	}
 	defer rows.Close()
-	var list []int64
+	var list []T
 	for rows.Next() {
-		var rid int64
-		if err := rows.Scan(&rid); err != nil {
+		var v T
+		if err := rows.Scan(&v); err != nil {
 			return nil, err
 		}
-		list = append(list, rid)
+		list = append(list, v)
 	}
 	return list, rows.Err()
 }
 
 // write upserts the rows listed in temp.morango_ready_rows into the app
 // table and takes them off the list. If the app's constraints refuse the
-// batch, rows are written one by one and the refused ones stay on the list
-// with the reason.
+// batch, rows are written one by one (writeEach), rows that hold each
+// other's values under a unique index together (breakCycle), and the
+// refused ones stay on the list with the reason.
 func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (int64, error) {
 	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_write`); err != nil {
 		return 0, err
@@ -518,14 +527,34 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	if err != nil {
 		return 0, err
 	}
-	// A row may be refused only for a row of the batch not written yet (a
-	// user renamed before another takes the old name, under a unique index
-	// of the app). The refused rows wait on a stack; each row written is
-	// followed by one more try of each, most recent first, so a chain of
-	// such rows is written in one pass whichever way it runs, among rows
-	// refused for good. A row is tried at most three times a pass; passes
-	// go on while one writes some row.
+	written, left, clash, err := d.writeEach(ctx, t, cols, rids)
+	if err != nil {
+		return 0, err
+	}
+	var cycle []int64
+	for _, rid := range left {
+		if clash[rid] {
+			cycle = append(cycle, rid)
+		}
+	}
+	n, err = d.breakCycle(ctx, t, cols, cycle)
+	return written + n, err
+}
+
+// writeEach writes the records rids one by one, and returns how many it
+// wrote, the rowids of those the app refused (sorted), and which of these
+// it refused last for a value another row holds under a unique index.
+//
+// A row may be refused only for a row of the batch not written yet (a
+// user renamed before another takes the old name, under a unique index of
+// the app). The refused rows wait on a stack; each row written is followed
+// by one more try of each, most recent first, so a chain of such rows is
+// written in one pass whichever way it runs, among rows refused for good.
+// A row is tried at most three times a pass; passes go on while one writes
+// some row.
+func (d *deserializer) writeEach(ctx context.Context, t *tableInfo, cols []string, rids []int64) (int64, []int64, map[int64]bool, error) {
 	var written int64
+	clash := map[int64]bool{}
 	try := func(rid int64) (bool, error) {
 		if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
 			return false, err
@@ -542,6 +571,7 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 			if !refused(err) {
 				return false, err
 			}
+			clash[rid] = uniqueClash(err)
 			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, "the app refused the row: "+err.Error(), rid)
 		}
 		if err != nil {
@@ -558,7 +588,7 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 		for _, rid := range rids {
 			ok, err := try(rid)
 			if err != nil {
-				return 0, err
+				return 0, nil, nil, err
 			}
 			if !ok {
 				stack = append(stack, rid)
@@ -570,7 +600,7 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 				ok, err := try(r)
 				switch {
 				case err != nil:
-					return 0, err
+					return 0, nil, nil, err
 				case ok:
 				case tried[r]+1 >= retries:
 					spent = append(spent, r)
@@ -582,13 +612,142 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 			slices.Reverse(kept)
 			stack = kept
 		}
+		rids = append(stack, spent...)
+		slices.Sort(rids)
 		if written == before {
 			break
 		}
-		rids = append(stack, spent...)
-		slices.Sort(rids)
 	}
-	return written, nil
+	return written, rids, clash, nil
+}
+
+// uniqueClash reports whether err is the app refusing a row for a value
+// another row holds under a unique index.
+func uniqueClash(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+}
+
+// breakCycle writes what it can of the records rids, each refused for a
+// value that another row holds under a unique index of the app. Rows that
+// swap values (users A and B trading names, edited on another device by
+// way of a third name) each hold what the other is to take, so no order of
+// single writes gets through.
+//
+// The app rows of the records first take a placeholder in one column of
+// each unique index of the table (NULL where the column allows it, else a
+// text made of the row's id), which frees every value they held; then the
+// records are written one by one as by writeEach; the rows of those still
+// refused get their values back. If one cannot (a row written took its
+// value), nothing is written: the placeholders never outlive the savepoint
+// and the records wait as before. The app's own triggers on the table see
+// each update.
+func (d *deserializer) breakCycle(ctx context.Context, t *tableInfo, cols []string, rids []int64) (int64, error) {
+	if len(rids) < 2 {
+		return 0, nil
+	}
+	held, err := d.placeholders(ctx, t, cols)
+	if err != nil || len(held) == 0 {
+		return 0, err
+	}
+	vals := make([]string, len(rids))
+	for i, rid := range rids {
+		vals[i] = fmt.Sprintf("(%d)", rid)
+	}
+	table := quote(t.Name)
+	rows := fmt.Sprintf(`SELECT s.id FROM morango_store s WHERE s.rowid IN (VALUES %s)`, strings.Join(vals, ", "))
+	var sets, restore, keep []string
+	for _, c := range held {
+		sets = append(sets, fmt.Sprintf("%s = %s", quote(c.name), c.value))
+		restore = append(restore, fmt.Sprintf("%[1]s = o.%[1]s", quote(c.name)))
+		keep = append(keep, quote(c.name))
+	}
+	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_cycle`); err != nil {
+		return 0, err
+	}
+	var written int64
+	var left []int64
+	err = d.exec(ctx, `DROP TABLE IF EXISTS temp.morango_cycle`,
+		fmt.Sprintf(`CREATE TEMP TABLE morango_cycle AS SELECT id, %s FROM %s WHERE id IN (%s)`, strings.Join(keep, ", "), table, rows),
+		fmt.Sprintf(`UPDATE %s SET %s WHERE id IN (%s)`, table, strings.Join(sets, ", "), rows))
+	if err == nil {
+		written, left, _, err = d.writeEach(ctx, t, cols, rids)
+	}
+	if err == nil && written > 0 && len(left) > 0 {
+		back := make([]string, len(left))
+		for i, rid := range left {
+			back[i] = fmt.Sprintf("(%d)", rid)
+		}
+		err = d.exec(ctx, fmt.Sprintf(`UPDATE %s SET %s FROM temp.morango_cycle o WHERE o.id = %s.id
+			AND o.id IN (SELECT s.id FROM morango_store s WHERE s.rowid IN (VALUES %s))`,
+			table, strings.Join(restore, ", "), table, strings.Join(back, ", ")))
+	}
+	if err == nil && written > 0 {
+		err = d.exec(ctx, `RELEASE morango_cycle`, `DROP TABLE temp.morango_cycle`)
+		return written, err
+	}
+	if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_cycle`); rerr != nil {
+		return 0, rerr
+	}
+	if _, rerr := d.tx.ExecContext(ctx, `RELEASE morango_cycle`); rerr != nil {
+		return 0, rerr
+	}
+	if err != nil && !refused(err) {
+		return 0, err
+	}
+	d.db.log.Debug("rows that hold each other's values still refused", "table", t.Name, "rows", len(rids), "err", err)
+	return 0, nil
+}
+
+// placeholder is a column of a unique index and the value that frees
+// what a row holds under it.
+type placeholder struct{ name, value string }
+
+// placeholders returns, for each unique index of the app table t that a
+// synced column other than id belongs to, one of its columns and a value no
+// other row holds: NULL where the column allows it (a unique index holds
+// NULLs as distinct), else a text made of the row's id.
+func (d *deserializer) placeholders(ctx context.Context, t *tableInfo, cols []string) ([]placeholder, error) {
+	synced := map[string]bool{}
+	for _, c := range cols {
+		synced[c] = c != "id"
+	}
+	indexes, err := column[string](ctx, d.tx, `SELECT name FROM pragma_index_list(?) WHERE "unique" AND origin <> 'pk'`, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	chosen := map[string]bool{}
+	var out []placeholder
+	for _, ix := range indexes {
+		names, err := column[string](ctx, d.tx, `SELECT coalesce(name, '') FROM pragma_index_info(?) ORDER BY seqno`, ix)
+		if err != nil {
+			return nil, err
+		}
+		pick, done := "", false
+		for _, c := range names {
+			if chosen[c] {
+				done = true // a placeholder is there already
+				break
+			}
+			ci := t.column(c)
+			if !synced[c] || ci == nil {
+				continue
+			}
+			if pick == "" || (!ci.NotNull && t.column(pick).NotNull) {
+				pick = c
+			}
+		}
+		if done || pick == "" {
+			continue
+		}
+		chosen[pick] = true
+		value := `'morango-placeholder:' || id`
+		if !t.column(pick).NotNull {
+			value = "NULL"
+		}
+		out = append(out, placeholder{pick, value})
+	}
+	return out, nil
 }
 
 // upsert writes the store rows whose rowids the subquery rids lists into
