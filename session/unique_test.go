@@ -1,6 +1,9 @@
 package session
 
 import (
+	"database/sql"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/morango-sync/morango/ids"
@@ -14,18 +17,24 @@ const uniqueNames = `CREATE UNIQUE INDEX facilityuser_username ON facilityuser (
 // from has for to, and returns how many records (none when there is
 // nothing to send).
 func namedUsers(t *testing.T) (fac, city *device, f facilityData, send func(from, to *device) int64) {
+	fac, city, f, send = swapDevices(t, uniqueNames, uniqueNames, "")
+	send(fac, city)
+	return fac, city, f, send
+}
+
+// swapDevices makes a facility and a city device with the extra schema and
+// models of each app, and seeds the facility; send is as for namedUsers.
+func swapDevices(t *testing.T, facSchema, citySchema, models string) (fac, city *device, f facilityData, send func(from, to *device) int64) {
 	dir := t.TempDir()
 	send = func(from, to *device) int64 {
 		n, _ := from.sendTo(to, dir, true)
 		return n
 	}
-	fac = newAppDevice(t, "facility", uniqueNames, "")
+	fac = newAppDevice(t, "facility", facSchema, models)
 	fac.root()
-	city = newAppDevice(t, "city", uniqueNames, "")
+	city = newAppDevice(t, "city", citySchema, models)
 	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": fac.cert})
-	f = seedFacility(fac)
-	send(fac, city)
-	return fac, city, f, send
+	return fac, city, seedFacility(fac), send
 }
 
 // Two valid edits on one device, under a unique index of the app: user B
@@ -140,7 +149,7 @@ func TestUniqueSwapAmongRefused(t *testing.T) {
 		return n
 	}
 	noPlaceholder := func(d *device) {
-		if n := d.count(`SELECT count(*) FROM facilityuser WHERE username LIKE 'morango-placeholder:%'`); n != 0 {
+		if n := d.count(`SELECT count(*) FROM facilityuser WHERE username LIKE '~%'`); n != 0 {
 			t.Errorf("%s: %d placeholder(s) left in the app", d.name, n)
 		}
 	}
@@ -181,4 +190,143 @@ func TestUniqueSwapAmongRefused(t *testing.T) {
 		}
 		noPlaceholder(city)
 	})
+}
+
+// A newer app version on City has a unique column nick that the older app
+// on Facility lacks: Facility's records carry no "nick" key, and City keeps
+// its own value for a key a record lacks. Two users swap names on Facility;
+// City must write the swap and keep every nick.
+func TestUniqueSwapKeepsWhatRecordsLack(t *testing.T) {
+	for _, tc := range []struct{ name, nick string }{
+		{"nullable", `ALTER TABLE facilityuser ADD COLUMN nick TEXT;
+CREATE UNIQUE INDEX facilityuser_nick ON facilityuser (nick);`},
+		// NOT NULL: the placeholder text itself stays in the app.
+		{"not null", `ALTER TABLE facilityuser ADD COLUMN nick TEXT NOT NULL DEFAULT '';
+CREATE UNIQUE INDEX facilityuser_nick ON facilityuser (nick) WHERE nick <> '';`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			fac, city, f, send := swapDevices(t, uniqueNames, uniqueNames+"\n"+tc.nick, "")
+			send(fac, city)
+			city.exec(`UPDATE facilityuser SET nick = 'nick-' || username`)
+
+			for _, e := range [][2]string{{f.learner, "tmp"}, {f.other, "ana"}, {f.learner, "ben"}, {f.admin, "dan"}} {
+				fac.exec(`UPDATE facilityuser SET username = ? WHERE id = ?`, e[1], e[0])
+			}
+			send(fac, city)
+			// The admin's plain rename (no swap) keeps City's nick: the control.
+			for id, want := range map[string][2]string{f.admin: {"dan", "nick-coach"}, f.learner: {"ben", "nick-ana"}, f.other: {"ana", "nick-ben"}} {
+				var name string
+				var nick sql.NullString
+				if err := city.app.QueryRow(`SELECT username, nick FROM facilityuser WHERE id = ?`, id).Scan(&name, &nick); err != nil {
+					t.Fatal(err)
+				}
+				if name != want[0] || nick.String != want[1] {
+					t.Errorf("city: user %s is %q nick %v, want %q nick %q", id[:8], name, nick, want[0], want[1])
+				}
+			}
+		})
+	}
+}
+
+// A self-referencing model with a unique name and a unique code. In one
+// deserialization a folder is written in a first wave and its child in a
+// second; meanwhile R and T swap names, and R also takes a code that a
+// folder of City's own holds. Written together, T gets its name but R is
+// still refused and cannot get its name back, so nothing is written. Both
+// must stay pending (the rollback gives back the count of records left
+// to write), and get through once the code is free.
+func TestUniqueSwapRolledBackStaysPending(t *testing.T) {
+	const schema = `CREATE TABLE folder (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, parent_id TEXT, name TEXT NOT NULL, code TEXT NOT NULL);
+CREATE UNIQUE INDEX folder_name ON folder (name);
+CREATE UNIQUE INDEX folder_code ON folder (code);`
+	const models = `{"name": "folder", "table": "folder", "partition": "${dataset_id}:allusers-ro", "foreign_keys": {"parent_id": "folder"}},`
+	fac, city, f, send := swapDevices(t, schema, schema, models)
+	r, tt, x, c := ids.Random(), ids.Random(), ids.Random(), ids.Random()
+	fac.exec(`INSERT INTO folder (id, dataset_id, name, code) VALUES (?, ?, 'ana', 'r'), (?, ?, 'ben', 't')`, r, f.dataset, tt, f.dataset)
+	send(fac, city)
+	city.exec(`INSERT INTO folder (id, dataset_id, name, code) VALUES (?, ?, 'zed', 'zz')`, ids.Random(), f.dataset)
+
+	fac.exec(`UPDATE folder SET name = 'tmp' WHERE id = ?`, r)
+	fac.exec(`UPDATE folder SET name = 'ana' WHERE id = ?`, tt)
+	fac.exec(`UPDATE folder SET name = 'ben', code = 'zz' WHERE id = ?`, r)
+	fac.exec(`INSERT INTO folder (id, dataset_id, name, code) VALUES (?, ?, 'x', 'x')`, x, f.dataset)
+	fac.exec(`INSERT INTO folder (id, dataset_id, parent_id, name, code) VALUES (?, ?, ?, 'c', 'c')`, c, f.dataset, x)
+	send(fac, city)
+
+	if n := city.count(`SELECT count(*) FROM folder WHERE id IN (?, ?)`, x, c); n != 2 {
+		t.Fatalf("city: %d of folder x and its child written", n)
+	}
+	if n := city.count(`SELECT count(*) FROM folder WHERE (id = ? AND name = 'ana' AND code = 'r') OR (id = ? AND name = 'ben' AND code = 't')`, r, tt); n != 2 {
+		t.Errorf("city: %d of the 2 folders as they were", n)
+	}
+	if n := city.count(`SELECT count(*) FROM morango_store WHERE id IN (?, ?) AND dirty_bit`, r, tt); n != 2 {
+		t.Errorf("city: %d of the 2 refused records pending (dirty_bit), want 2: they would never be retried", n)
+	}
+	// Once "zz" is free on City, both must get through.
+	city.exec(`UPDATE folder SET code = 'zoe' WHERE code = 'zz'`)
+	fac.exec(`UPDATE facilityuser SET full_name = 'touch' WHERE id = ?`, f.admin) // something to send
+	for range 3 {
+		send(fac, city)
+		send(city, fac)
+	}
+	for id, want := range map[string]string{r: "ben/zz", tt: "ana/t"} {
+		var got string
+		city.app.QueryRow(`SELECT name || '/' || code FROM folder WHERE id = ?`, id).Scan(&got)
+		if got != want {
+			t.Errorf("city: folder %s is %q, want %q (as on facility)", id[:8], got, want)
+		}
+	}
+}
+
+// Swaps under various app schemas: each must end with the swap written on
+// City, nothing waiting, no placeholder, and nothing marked as the app's
+// change; a unique index on an expression is not freed, and the swap
+// waits, with nothing written.
+func TestUniqueSwapSchemas(t *testing.T) {
+	for _, tc := range []struct{ name, table, schema string }{
+		{"without rowid, odd names", `odd "t"`, `CREATE TABLE "odd ""t""" (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, "user name" TEXT NOT NULL UNIQUE, extra TEXT) WITHOUT ROWID;`},
+		{"composite", "item", `CREATE TABLE item (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, "user name" TEXT NOT NULL, extra TEXT, UNIQUE (dataset_id, "user name"));`},
+		{"partial", "item", `CREATE TABLE item (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, "user name" TEXT NOT NULL, extra TEXT);
+CREATE UNIQUE INDEX item_u ON item ("user name") WHERE extra IS NULL;`},
+		{"two indexes", "item", `CREATE TABLE item (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, "user name" TEXT NOT NULL UNIQUE, extra TEXT UNIQUE);`},
+		{"table o", "o", `CREATE TABLE o (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, "user name" TEXT NOT NULL UNIQUE, extra TEXT);`},
+		{"expression", "item", `CREATE TABLE item (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, "user name" TEXT NOT NULL, extra TEXT);
+CREATE UNIQUE INDEX item_u ON item (lower("user name"));`},
+		{"length check", "item", `CREATE TABLE item (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, "user name" TEXT NOT NULL UNIQUE CHECK (length("user name") <= 40), extra TEXT);`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tq := `"` + strings.ReplaceAll(tc.table, `"`, `""`) + `"`
+			models := fmt.Sprintf(`{"name": "item", "table": %q, "partition": "${dataset_id}:allusers-ro"},`, tc.table)
+			fac, city, f, send := swapDevices(t, tc.schema, tc.schema, models)
+			a, b := ids.Random(), ids.Random()
+			fac.exec(`INSERT INTO `+tq+` (id, dataset_id, "user name") VALUES (?, ?, 'ana'), (?, ?, 'ben')`, a, f.dataset, b, f.dataset)
+			send(fac, city)
+			for _, e := range [][2]string{{a, "tmp"}, {b, "ana"}, {a, "ben"}} {
+				fac.exec(`UPDATE `+tq+` SET "user name" = ? WHERE id = ?`, e[1], e[0])
+			}
+			send(fac, city)
+			want, waits := map[string]string{a: "ben", b: "ana"}, 0
+			if tc.name == "expression" {
+				want, waits = map[string]string{a: "ana", b: "ben"}, 2
+			}
+			for id, want := range want {
+				var got sql.NullString
+				city.app.QueryRow(`SELECT "user name" FROM `+tq+` WHERE id = ?`, id).Scan(&got)
+				if got.String != want {
+					t.Errorf("city: %s is %v, want %q", id[:8], got, want)
+				}
+			}
+			if n := city.count(`SELECT count(*) FROM morango_store WHERE dirty_bit`); n != waits {
+				var why string
+				city.app.QueryRow(`SELECT group_concat(deserialization_error, '; ') FROM morango_store WHERE dirty_bit`).Scan(&why)
+				t.Errorf("city: %d wait: %s", n, why)
+			}
+			if n := city.count(`SELECT count(*) FROM ` + tq + ` WHERE "user name" LIKE '~%' OR extra LIKE '~%'`); n != 0 {
+				t.Errorf("city: %d placeholder(s)", n)
+			}
+			if n := city.count(`SELECT count(*) FROM morango_dirty`); n != 0 {
+				t.Errorf("city: %d row(s) in morango_dirty", n)
+			}
+		})
+	}
 }

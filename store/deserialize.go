@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"maps"
@@ -634,53 +635,58 @@ func uniqueClash(err error) bool {
 // way of a third name) each hold what the other is to take, so no order of
 // single writes gets through.
 //
-// The app rows of the records first take a placeholder in one column of
-// each unique index of the table (NULL where the column allows it, else a
-// text made of the row's id), which frees every value they held; then the
-// records are written one by one as by writeEach; the rows of those still
-// refused get their values back. If one cannot (a row written took its
-// value), nothing is written: the placeholders never outlive the savepoint
-// and the records wait as before. The app's own triggers on the table see
-// each update.
+// Only records blocked by the app row of another of them take part
+// (cycleRows); most refused rows want a value a row outside holds, and
+// cost one query per unique index. The app rows of those that take part
+// first get a placeholder in one column of each unique index, a column
+// every one of the records carries (NULL where the column allows it, else
+// "~" and the record's store rowid), which frees every value they held;
+// then the records are written one by one as by writeEach; the rows of
+// those still refused get their values back. If one cannot (a row written
+// took its value), nothing is written: the placeholders never outlive the
+// savepoint and the records wait as before. The app's own triggers on the
+// table see each update. A unique index on an expression is not freed.
 func (d *deserializer) breakCycle(ctx context.Context, t *tableInfo, cols []string, rids []int64) (int64, error) {
 	if len(rids) < 2 {
 		return 0, nil
 	}
-	held, err := d.placeholders(ctx, t, cols)
+	indexes, err := d.uniqueIndexes(ctx, t)
+	if err != nil || len(indexes) == 0 {
+		return 0, err
+	}
+	rids, err = d.cycleRows(ctx, t, cols, indexes, rids)
+	if err != nil || len(rids) < 2 {
+		return 0, err
+	}
+	held, err := d.placeholders(ctx, t, cols, indexes)
 	if err != nil || len(held) == 0 {
 		return 0, err
 	}
-	vals := make([]string, len(rids))
-	for i, rid := range rids {
-		vals[i] = fmt.Sprintf("(%d)", rid)
-	}
 	table := quote(t.Name)
-	rows := fmt.Sprintf(`SELECT s.id FROM morango_store s WHERE s.rowid IN (VALUES %s)`, strings.Join(vals, ", "))
+	const rows = `SELECT s.id FROM morango_store s WHERE s.rowid IN (SELECT rid FROM temp.morango_cycle_rows)`
 	var sets, restore, keep []string
 	for _, c := range held {
 		sets = append(sets, fmt.Sprintf("%s = %s", quote(c.name), c.value))
-		restore = append(restore, fmt.Sprintf("%[1]s = o.%[1]s", quote(c.name)))
+		restore = append(restore, fmt.Sprintf("%[1]s = morango_old.%[1]s", quote(c.name)))
 		keep = append(keep, quote(c.name))
 	}
 	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_cycle`); err != nil {
 		return 0, err
 	}
+	left := d.left // done counts the rows written off; a rollback brings them back
 	var written int64
-	var left []int64
+	var stuck []int64
 	err = d.exec(ctx, `DROP TABLE IF EXISTS temp.morango_cycle`,
 		fmt.Sprintf(`CREATE TEMP TABLE morango_cycle AS SELECT id, %s FROM %s WHERE id IN (%s)`, strings.Join(keep, ", "), table, rows),
 		fmt.Sprintf(`UPDATE %s SET %s WHERE id IN (%s)`, table, strings.Join(sets, ", "), rows))
 	if err == nil {
-		written, left, _, err = d.writeEach(ctx, t, cols, rids)
+		written, stuck, _, err = d.writeEach(ctx, t, cols, rids)
 	}
-	if err == nil && written > 0 && len(left) > 0 {
-		back := make([]string, len(left))
-		for i, rid := range left {
-			back[i] = fmt.Sprintf("(%d)", rid)
-		}
-		err = d.exec(ctx, fmt.Sprintf(`UPDATE %s SET %s FROM temp.morango_cycle o WHERE o.id = %s.id
-			AND o.id IN (SELECT s.id FROM morango_store s WHERE s.rowid IN (VALUES %s))`,
-			table, strings.Join(restore, ", "), table, strings.Join(back, ", ")))
+	if err == nil && written > 0 && len(stuck) > 0 {
+		err = d.exec(ctx, `DELETE FROM temp.morango_cycle_rows`,
+			`INSERT INTO temp.morango_cycle_rows (rid) SELECT value FROM json_each(`+literal(jsonInts(stuck))+`)`,
+			fmt.Sprintf(`UPDATE %s SET %s FROM temp.morango_cycle AS morango_old WHERE morango_old.id = %s.id AND morango_old.id IN (%s)`,
+				table, strings.Join(restore, ", "), table, rows))
 	}
 	if err == nil && written > 0 {
 		err = d.exec(ctx, `RELEASE morango_cycle`, `DROP TABLE temp.morango_cycle`)
@@ -692,6 +698,7 @@ func (d *deserializer) breakCycle(ctx context.Context, t *tableInfo, cols []stri
 	if _, rerr := d.tx.ExecContext(ctx, `RELEASE morango_cycle`); rerr != nil {
 		return 0, rerr
 	}
+	d.left = left
 	if err != nil && !refused(err) {
 		return 0, err
 	}
@@ -699,49 +706,158 @@ func (d *deserializer) breakCycle(ctx context.Context, t *tableInfo, cols []stri
 	return 0, nil
 }
 
-// placeholder is a column of a unique index and the value that frees
-// what a row holds under it.
-type placeholder struct{ name, value string }
+// uniqueIndex is a unique index of an app table other than its primary
+// key: its columns, "" for an expression.
+type uniqueIndex []string
 
-// placeholders returns, for each unique index of the app table t that a
-// synced column other than id belongs to, one of its columns and a value no
-// other row holds: NULL where the column allows it (a unique index holds
-// NULLs as distinct), else a text made of the row's id.
-func (d *deserializer) placeholders(ctx context.Context, t *tableInfo, cols []string) ([]placeholder, error) {
+func (d *deserializer) uniqueIndexes(ctx context.Context, t *tableInfo) ([]uniqueIndex, error) {
+	names, err := column[string](ctx, d.tx, `SELECT name FROM pragma_index_list(?) WHERE "unique" AND origin <> 'pk'`, t.Name)
+	if err != nil {
+		return nil, err
+	}
+	var out []uniqueIndex
+	for _, ix := range names {
+		cols, err := column[string](ctx, d.tx, `SELECT coalesce(name, '') FROM pragma_index_info(?) ORDER BY seqno`, ix)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, cols)
+	}
+	return out, nil
+}
+
+// cycleRows returns those of the records rids whose rows want, under some
+// unique index, the values the app row of another of them holds, and only
+// those blocked by another of those in turn: a row blocked only by rows
+// outside cannot be written by freeing the others' values. It leaves them
+// in temp.morango_cycle_rows.
+func (d *deserializer) cycleRows(ctx context.Context, t *tableInfo, cols []string, indexes []uniqueIndex, rids []int64) ([]int64, error) {
+	table := quote(t.Name)
 	synced := map[string]bool{}
 	for _, c := range cols {
 		synced[c] = c != "id"
 	}
-	indexes, err := column[string](ctx, d.tx, `SELECT name FROM pragma_index_list(?) WHERE "unique" AND origin <> 'pk'`, t.Name)
+	err := d.exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS morango_cycle_rows (rid INTEGER PRIMARY KEY)`, `DELETE FROM temp.morango_cycle_rows`,
+		`INSERT INTO temp.morango_cycle_rows (rid) SELECT value FROM json_each(`+literal(jsonInts(rids))+`)`)
 	if err != nil {
 		return nil, err
+	}
+	// The edges: row → the rows whose values it wants, among rids.
+	blockers := map[int64][]int64{}
+	blocks := map[int64][]int64{}
+	for _, ix := range indexes {
+		if slices.Contains(ix, "") {
+			continue
+		}
+		var eq []string
+		for _, c := range ix {
+			// What the record's row will hold: the record's value, or the
+			// row's own where the record lacks the key or the column is
+			// not synced.
+			own := fmt.Sprintf("(SELECT r.%s FROM %s r WHERE r.id = s.id)", quote(c), table)
+			want := own
+			if synced[c] {
+				want = recordValue(c, own)
+			}
+			eq = append(eq, fmt.Sprintf("a.%s = %s", quote(c), want))
+		}
+		rows, err := d.tx.QueryContext(ctx, fmt.Sprintf(`SELECT s.rowid, s2.rowid FROM morango_store s
+			JOIN %s a ON a.id <> s.id AND %s
+			JOIN morango_store s2 ON s2.id = a.id
+			WHERE s.rowid IN (SELECT rid FROM temp.morango_cycle_rows) AND s2.rowid IN (SELECT rid FROM temp.morango_cycle_rows)`,
+			table, strings.Join(eq, " AND ")))
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var from, to int64
+			if err := rows.Scan(&from, &to); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			blockers[from] = append(blockers[from], to)
+			blocks[to] = append(blocks[to], from)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+	}
+	// Take off, again and again, the rows no row left blocks.
+	out := map[int64]int{}
+	var gone []int64
+	for _, rid := range rids {
+		if out[rid] = len(blockers[rid]); out[rid] == 0 {
+			gone = append(gone, rid)
+		}
+	}
+	for len(gone) > 0 {
+		rid := gone[len(gone)-1]
+		gone = gone[:len(gone)-1]
+		for _, r := range blocks[rid] {
+			if out[r]--; out[r] == 0 {
+				gone = append(gone, r)
+			}
+		}
+	}
+	var cycle []int64
+	for _, rid := range rids {
+		if out[rid] > 0 {
+			cycle = append(cycle, rid)
+		}
+	}
+	err = d.exec(ctx, `DELETE FROM temp.morango_cycle_rows`,
+		`INSERT INTO temp.morango_cycle_rows (rid) SELECT value FROM json_each(`+literal(jsonInts(cycle))+`)`)
+	return cycle, err
+}
+
+// jsonInts is a JSON array of the numbers.
+func jsonInts(list []int64) string {
+	b, _ := json.Marshal(list)
+	return string(b)
+}
+
+// placeholder is a column of a unique index and the value that frees
+// what a row holds under it.
+type placeholder struct{ name, value string }
+
+// placeholders returns, for each unique index of the app table t, one of
+// its synced columns other than id that every record listed in
+// temp.morango_cycle_rows carries, and a value no other row holds: NULL
+// where the column allows it (a unique index holds NULLs as distinct),
+// else "~" and the record's store rowid. An index on an expression, or
+// with no such column, gets none.
+func (d *deserializer) placeholders(ctx context.Context, t *tableInfo, cols []string, indexes []uniqueIndex) ([]placeholder, error) {
+	carried := map[string]bool{}
+	for _, c := range cols {
+		if c == "id" {
+			continue
+		}
+		var all bool
+		err := d.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT NOT EXISTS (SELECT 1 FROM morango_store s
+			WHERE s.rowid IN (SELECT rid FROM temp.morango_cycle_rows) AND json_type(s.serialized, %s) IS NULL)`, jsonPath(c))).Scan(&all)
+		if err != nil {
+			return nil, err
+		}
+		carried[c] = all
 	}
 	chosen := map[string]bool{}
 	var out []placeholder
 	for _, ix := range indexes {
-		names, err := column[string](ctx, d.tx, `SELECT coalesce(name, '') FROM pragma_index_info(?) ORDER BY seqno`, ix)
-		if err != nil {
-			return nil, err
+		if slices.Contains(ix, "") || slices.ContainsFunc(ix, func(c string) bool { return chosen[c] }) {
+			continue // not freed, or freed already
 		}
-		pick, done := "", false
-		for _, c := range names {
-			if chosen[c] {
-				done = true // a placeholder is there already
-				break
-			}
-			ci := t.column(c)
-			if !synced[c] || ci == nil {
-				continue
-			}
-			if pick == "" || (!ci.NotNull && t.column(pick).NotNull) {
+		pick := ""
+		for _, c := range ix {
+			if ci := t.column(c); ci != nil && carried[c] && (pick == "" || !ci.NotNull && t.column(pick).NotNull) {
 				pick = c
 			}
 		}
-		if done || pick == "" {
+		if pick == "" {
 			continue
 		}
 		chosen[pick] = true
-		value := `'morango-placeholder:' || id`
+		value := fmt.Sprintf(`'~' || (SELECT s.rowid FROM morango_store s WHERE s.id = %s.id)`, quote(t.Name))
 		if !t.column(pick).NotNull {
 			value = "NULL"
 		}
