@@ -31,7 +31,11 @@ func Namespaced(rawPartition, sourceID, model string) string {
 	return SHA2UUID(rawPartition, sourceID, model)
 }
 
-// FinalPartition replaces every ${id} in a raw partition with id.
+// FinalPartition replaces every ${id} in a raw partition with id, as the
+// original does. The engine renders a row's partition from its template
+// instead (profile.Model.PartitionOf, and in SQL when it serializes), which
+// puts the id only where the template has ${id}: the two differ only where
+// a value, or the template's literal text ($${id}), spells "${id}".
 func FinalPartition(rawPartition, id string) string {
 	return strings.ReplaceAll(rawPartition, IDPlaceholder, id)
 }

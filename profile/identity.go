@@ -38,8 +38,10 @@ func (e *IDMismatchError) Error() string {
 // source-id template the source id is that template's rendering, and the
 // row's id must be ids.Namespaced(raw partition, source id, model name),
 // else the error is an *IDMismatchError. For other models the source id is
-// "" and the id must be 32 lower-case hex digits. The partition is the raw
-// partition with ${id} replaced by the id.
+// "" and the id must be 32 lower-case hex digits. The partition is the
+// template with the id in place of each of its ${id}: the raw partition
+// with ${id} replaced by the id, but for a "${id}" that a value or the
+// template's literal text spells, which stays.
 func (m *Model) Identify(id string, get func(column string) (value string, ok bool)) (Identity, error) {
 	raw, src, err := m.raw(get)
 	if err != nil {
@@ -52,18 +54,22 @@ func (m *Model) Identify(id string, get func(column string) (value string, ok bo
 	} else if !ids.Valid(id) {
 		return Identity{}, fmt.Errorf("%s row %q: an id is 32 lower-case hex digits", m.Name, id)
 	}
-	return Identity{ID: id, Partition: ids.FinalPartition(raw, id), SourceID: src}, nil
+	final, err := renderID(m.Partition, id, true, get)
+	if err != nil {
+		return Identity{}, fmt.Errorf("%s partition: %w", m.Name, err)
+	}
+	return Identity{ID: id, Partition: final, SourceID: src}, nil
 }
 
 // PartitionOf renders the partition a row's column values give (get as
 // for Identify), without checking its id: what a receiver compares with
 // the scope of the certificate that signed the row's record.
 func (m *Model) PartitionOf(id string, get func(column string) (value string, ok bool)) (string, error) {
-	raw, err := render(m.Partition, true, get)
+	p, err := renderID(m.Partition, id, true, get)
 	if err != nil {
 		return "", fmt.Errorf("%s partition: %w", m.Name, err)
 	}
-	return ids.FinalPartition(raw, id), nil
+	return p, nil
 }
 
 // PartitionSeparator separates the parts of a partition. A value that a

@@ -115,6 +115,15 @@ func refs(t string) []string {
 // literal placeholder; without, it is an error (a source id cannot depend
 // on the id computed from it).
 func render(t string, keepID bool, get func(column string) (string, bool)) (string, error) {
+	return renderID(t, ids.IDPlaceholder, keepID, get)
+}
+
+// renderID substitutes a model template with a row's values (get as for
+// render), and each ${id} with id, or an error without withID. Only the
+// template's own ${id} takes the id: a value or a literal text that spells
+// "${id}" stays as it is, as it does where serialization renders the
+// partition in SQL.
+func renderID(t, id string, withID bool, get func(column string) (string, bool)) (string, error) {
 	parts, err := parseTemplate(t)
 	if err != nil {
 		return "", err
@@ -125,10 +134,10 @@ func render(t string, keepID bool, get func(column string) (string, bool)) (stri
 		case "":
 			b.WriteString(p.literal)
 		case "id":
-			if !keepID {
+			if !withID {
 				return "", fmt.Errorf("%q references ${id}, which is computed from it", t)
 			}
-			b.WriteString(ids.IDPlaceholder)
+			b.WriteString(id)
 		default:
 			v, ok := get(p.ref)
 			if !ok {
