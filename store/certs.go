@@ -52,7 +52,10 @@ func (db *DB) SaveCertificate(ctx context.Context, c *certs.Certificate, private
 		if err != nil {
 			return fmt.Errorf("save certificate %s: %w", c.ID, err)
 		}
-		return nil
+		// What this device may write may have grown: changes that waited
+		// for it are tried again by the next serialization.
+		_, err = tx.ExecContext(ctx, `UPDATE morango_dirty SET error = '' WHERE error LIKE ? || '%'`, outsidePrefix)
+		return err
 	})
 }
 

@@ -101,6 +101,9 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 	); err != nil {
 		return res, err
 	}
+	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_dirty WHERE error <> '')`).Scan(&d.waiting); err != nil {
+		return res, err
+	}
 	for _, m := range db.profile.Ordered() {
 		if err := d.model(ctx, m, &res); err != nil {
 			return res, fmt.Errorf("deserialize %s: %w", m.Name, err)
@@ -126,6 +129,11 @@ type deserializer struct {
 	// the partition (see DB.writeScope); "true" when it holds no
 	// certificate's key. Empty until fkDeleted needs it.
 	writable string
+	// waiting: some app change waits in morango_dirty with an error (it
+	// could not become a version). A record written into the app, or
+	// deleted from it, replaces the change of its row, which then waits
+	// no more.
+	waiting bool
 }
 
 func (d *deserializer) exec(ctx context.Context, stmts ...string) error {
@@ -153,9 +161,16 @@ func (d *deserializer) count(ctx context.Context, q string) (int64, error) {
 const todo = `temp.morango_todo t CROSS JOIN morango_store s ON s.rowid = t.rid`
 
 // done takes the records whose rowids the subquery rids selects off the
-// list: their dirty bit and error are cleared. When they were the last
+// list: their dirty bit and error are cleared, and so is an app change of
+// their rows that waits (see deserializer.waiting). When they were the last
 // ones, the list is left as it is.
 func (d *deserializer) done(ctx context.Context, rids string) (int64, error) {
+	if d.waiting {
+		if err := d.exec(ctx, `DELETE FROM morango_dirty WHERE error <> ''
+			AND id IN (SELECT s.id FROM morango_store s WHERE s.rowid IN (`+rids+`))`); err != nil {
+			return 0, err
+		}
+	}
 	if d.dirty > 0 {
 		if err := d.exec(ctx, `UPDATE morango_store SET dirty_bit = 0, deserialization_error = ''
 			WHERE rowid IN (`+rids+`) AND (dirty_bit OR deserialization_error <> '')`); err != nil {

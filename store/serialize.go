@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/ids"
 	"github.com/morango-sync/morango/merge"
 	"github.com/morango-sync/morango/profile"
@@ -159,6 +160,9 @@ func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, st *chunkState) (re
 	}
 	res.Counter = c
 	s := serializer{db: db, tx: tx, me: me, c: c, budget: st.budget, rebuild: st.dropped}
+	if s.write, s.scoped, err = db.writeScope(ctx); err != nil {
+		return res, false, fmt.Errorf("serialize: %w", err)
+	}
 	steps := []string{
 		`CREATE TEMP TABLE IF NOT EXISTS morango_versioned (id TEXT PRIMARY KEY) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_versioned`,
@@ -220,6 +224,36 @@ type serializer struct {
 	rebuild []string // indexes dropped for a bulk serialization
 	budget  int64    // changed rows left to take in this transaction; 0: no limit
 	full    bool     // the budget is spent
+	// write is what this device may write, when scoped (it holds a
+	// certificate's key). A change outside it never becomes a version:
+	// no other device would ever get that version, which would compete
+	// on this device alone with the versions of those that may write
+	// the record, and the devices would end with different data. It
+	// waits in morango_dirty with the reason; a version from a device
+	// that may write the record replaces the app row (and takes the
+	// change off the list), and a new certificate has it tried again.
+	write  certs.Filter
+	scoped bool
+}
+
+// outsideScope is an SQL condition: the partition expression part lies
+// outside what this device may write ("" when it holds no certificate).
+func (s *serializer) outsideScope(part string) string {
+	if !s.scoped {
+		return ""
+	}
+	return "NOT " + partitionIn(s.write, part)
+}
+
+// outsidePrefix starts the reason a change outside this device's write
+// scope waits.
+const outsidePrefix = "this device may not write partition "
+
+// outsideReason is the SQL text of the reason a change outside this
+// device's write scope waits.
+func outsideReason(part string) string {
+	return fmt.Sprintf(`%s || %s || ': the change stays on this device, and the next version from a device that may write it replaces it'`,
+		literal(outsidePrefix), part)
 }
 
 // bulk drops the store's indexes keyed by partition, once, when a model
@@ -290,6 +324,19 @@ func (s *serializer) hardDelete(ctx context.Context, res *SerializeResult) error
 	var pending bool
 	if err := s.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_harddeletedmodels)`).Scan(&pending); err != nil || !pending {
 		return err
+	}
+	// An erasure this device may not write could never leave it, and it
+	// would outweigh every later version here alone: the record stays, and
+	// the change (the app deleted the row) waits, as a deletion does.
+	if out := s.outsideScope("s.partition"); out != "" {
+		outside := `SELECT s.id FROM morango_harddeletedmodels h CROSS JOIN morango_store s ON s.id = h.id WHERE ` + out
+		err := s.exec(ctx,
+			fmt.Sprintf(`INSERT INTO morango_dirty (model, id, error) SELECT s.model_name, s.id, %s FROM morango_store s
+				WHERE s.id IN (%s) ON CONFLICT (model, id) DO UPDATE SET error = excluded.error`, outsideReason("s.partition"), outside),
+			`DELETE FROM morango_harddeletedmodels WHERE id IN (`+outside+`)`)
+		if err != nil {
+			return err
+		}
 	}
 	n, err := s.count(ctx, `INSERT INTO temp.morango_versioned (id) SELECT h.id FROM morango_harddeletedmodels h
 		JOIN morango_store s ON s.id = h.id WHERE s.hard_deleted = 0 OR s.serialized <> '{}' OR s.conflicting_serialized_data <> ''
@@ -393,6 +440,9 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 			sqlCheck{source + ` IS NULL`, literal(fmt.Sprintf("a column of the source-id template %q is NULL", m.SourceID))},
 			sqlCheck{`t.id <> ` + want,
 				fmt.Sprintf(`'id must be ' || %s || ' (the namespaced id of its partition, source id and model; see morango id)'`, want)})
+	}
+	if out := s.outsideScope(part); out != "" {
+		checks = append(checks, sqlCheck{out, outsideReason(part)})
 	}
 	cases, fails := checkSQL(checks)
 	partCases, partFails := checkSQL(partition)
@@ -512,6 +562,14 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 					AND NOT (s.last_saved_instance = %s AND s.last_saved_counter = %d)
 					AND NOT (s.deleted AND s.dirty_bit))
 			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, present, literal(s.me), s.c),
+	)
+	if err != nil {
+		return err
+	}
+	if err := s.holdOutside(ctx, m, present); err != nil {
+		return err
+	}
+	err = s.exec(ctx,
 		fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
 			SELECT s.id, s.model_name, s.last_saved_instance, s.last_saved_counter, s.serialized, s.deleted, %s
 			FROM morango_store s WHERE s.dirty_bit AND s.id IN (SELECT id FROM temp.morango_changed)`, literal(now())),
@@ -536,7 +594,8 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 
 	// Deleted records: the app row is gone.
 	n, err = s.count(ctx, fmt.Sprintf(`UPDATE morango_store SET deleted = 1, `+s.lsb()+`
-		WHERE id IN (%s) AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.id = morango_store.id) AND deleted = 0 AND model_name = %s`,
+		WHERE id IN (%s) AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.id = morango_store.id) AND deleted = 0 AND model_name = %s
+			AND id NOT IN (SELECT id FROM temp.morango_failed)`,
 		present, table, model))
 	if err != nil {
 		return err
@@ -550,7 +609,35 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 		}
 	}
 	return s.exec(ctx, fmt.Sprintf(`INSERT INTO temp.morango_versioned (id) SELECT id FROM morango_store
-		WHERE id IN (%s) AND last_saved_instance = %s AND last_saved_counter = %d ON CONFLICT DO NOTHING`, present, literal(s.me), s.c))
+		WHERE id IN (%s) AND last_saved_instance = %s AND last_saved_counter = %d ON CONFLICT DO NOTHING`, present, literal(s.me), s.c),
+		`DELETE FROM temp.morango_failed`)
+}
+
+// holdOutside keeps the changes of records the store holds (the subquery
+// present lists them) out of the new versions when their partition lies
+// outside what this device may write: edited rows (listed in
+// temp.morango_changed) and rows the app deleted. They wait in
+// morango_dirty with the reason, and stay listed in temp.morango_failed
+// until the end of stored. A row the app touched without changing its
+// synced data makes no version, and does not wait.
+func (s *serializer) holdOutside(ctx context.Context, m *profile.Model, present string) error {
+	out := s.outsideScope("s.partition")
+	if out == "" {
+		return nil
+	}
+	n, err := s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_failed (id, error)
+		SELECT s.id, %[1]s FROM temp.morango_changed c CROSS JOIN morango_store s ON s.id = c.id WHERE %[2]s
+		UNION ALL
+		SELECT s.id, %[1]s FROM morango_store s WHERE s.id IN (%[3]s) AND s.model_name = %[4]s AND s.deleted = 0
+			AND NOT EXISTS (SELECT 1 FROM %[5]s t WHERE t.id = s.id) AND %[2]s
+		ON CONFLICT DO NOTHING`, outsideReason("s.partition"), out, present, literal(m.Name), quote(m.Table)))
+	if err != nil || n == 0 {
+		return err
+	}
+	return s.exec(ctx,
+		fmt.Sprintf(`UPDATE morango_dirty SET error = f.error FROM temp.morango_failed f
+			WHERE morango_dirty.model = %s AND morango_dirty.id = f.id`, literal(m.Name)),
+		`DELETE FROM temp.morango_changed WHERE id IN (SELECT id FROM temp.morango_failed)`)
 }
 
 // tombstones returns, for the dirty records of a model that hold hard

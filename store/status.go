@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 )
 
@@ -142,6 +143,9 @@ func (db *DB) HardDelete(ctx context.Context, model, id string) error {
 				return err
 			}
 		}
+		if err := db.mayWrite(ctx, tx, id); err != nil {
+			return err
+		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO morango_harddeletedmodels (id, profile) VALUES (?, ?) ON CONFLICT DO NOTHING`, id, db.profile.Name); err != nil {
 			return err
 		}
@@ -151,4 +155,28 @@ func (db *DB) HardDelete(ctx context.Context, model, id string) error {
 		_, err := db.serialize(ctx, tx)
 		return err
 	})
+}
+
+// mayWrite refuses to erase a record this device may not write, once it
+// holds a certificate's key: the erasure could never leave it.
+func (db *DB) mayWrite(ctx context.Context, tx *sql.Tx, id string) error {
+	w, held, err := db.writeScope(ctx)
+	if err != nil || !held {
+		return err
+	}
+	var partition string
+	err = tx.QueryRowContext(ctx, `SELECT partition FROM morango_store WHERE id = ?`, id).Scan(&partition)
+	if errors.Is(err, sql.ErrNoRows) {
+		var why string
+		tx.QueryRowContext(ctx, `SELECT error FROM morango_dirty WHERE id = ?`, id).Scan(&why)
+		return withHint(fmt.Errorf("hard delete: %s is not a record: %s", id, why), "see morango status")
+	}
+	if err != nil {
+		return err
+	}
+	if !w.Contains(partition) {
+		return withHint(fmt.Errorf("hard delete: this device may not write partition %s, so the erasure could never leave it", partition),
+			"hard-delete the row on a device whose certificate may write it")
+	}
+	return nil
 }
