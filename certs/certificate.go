@@ -326,6 +326,9 @@ func newRoot(def ScopeDefinition, extra map[string]string, key *rsa.PrivateKey) 
 		params = make(map[string]string)
 	}
 	params[primary] = c.ID
+	if err := def.CheckParams(params, false); err != nil {
+		return nil, fmt.Errorf("new root: %w", err)
+	}
 	var err error
 	if c.ScopeParams, err = ParamsJSON(params, primary); err != nil {
 		return nil, fmt.Errorf("new root: %w", err)

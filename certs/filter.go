@@ -1,6 +1,7 @@
 package certs
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"unicode"
@@ -151,6 +152,65 @@ func substitute(t string, params map[string]string) string {
 		}
 	}
 	return b.String()
+}
+
+// Params returns the names of the parameters the definition's filter
+// templates use, sorted.
+func (d ScopeDefinition) Params() []string {
+	var names []string
+	for _, t := range []string{d.ReadWriteFilterTemplate, d.ReadFilterTemplate, d.WriteFilterTemplate} {
+		for i := 0; i < len(t); i++ {
+			if t[i] != '$' {
+				continue
+			}
+			rest := t[i+1:]
+			switch n := identLen(rest); {
+			case strings.HasPrefix(rest, "$"):
+				i++
+			case n > 0:
+				names = append(names, rest[:n])
+				i += n
+			case strings.HasPrefix(rest, "{") && identLen(rest[1:]) > 0 && strings.HasPrefix(rest[1+identLen(rest[1:]):], "}"):
+				names = append(names, rest[1:1+identLen(rest[1:])])
+				i += 2 + identLen(rest[1:])
+			}
+		}
+	}
+	slices.Sort(names)
+	return slices.Compact(names)
+}
+
+// CheckParams says what is wrong with params for the definition: a
+// parameter its filters use that is missing or empty (the filter would
+// keep the literal "${name}" and match nothing the app writes), and, with
+// strict, one they do not use (a misspelt name).
+func (d ScopeDefinition) CheckParams(params map[string]string, strict bool) error {
+	want := d.Params()
+	var missing, unknown []string
+	for _, n := range want {
+		if params[n] == "" {
+			missing = append(missing, n)
+		}
+	}
+	if strict {
+		for n := range params {
+			if !slices.Contains(want, n) {
+				unknown = append(unknown, n)
+			}
+		}
+		slices.Sort(unknown)
+	}
+	var problems []string
+	if len(missing) > 0 {
+		problems = append(problems, "it needs "+strings.Join(missing, ", "))
+	}
+	if len(unknown) > 0 {
+		problems = append(problems, "it does not use "+strings.Join(unknown, ", "))
+	}
+	if len(problems) == 0 {
+		return nil
+	}
+	return fmt.Errorf("scope %s takes the parameters %s: %s", d.ID, strings.Join(want, ", "), strings.Join(problems, "; "))
 }
 
 // identLen returns the length of the identifier at the start of s, or 0.

@@ -58,6 +58,9 @@ func newRequest(def ScopeDefinition, params map[string]string, profile string, k
 	if def.Profile != "" && def.Profile != profile {
 		return nil, fmt.Errorf("new request: scope definition %s belongs to profile %s, not %s", def.ID, def.Profile, profile)
 	}
+	if err := def.CheckParams(params, true); err != nil {
+		return nil, fmt.Errorf("new request: %w", err)
+	}
 	pj, err := ParamsJSON(params, def.PrimaryScopeParamKey)
 	if err != nil {
 		return nil, fmt.Errorf("new request: %w", err)
@@ -188,6 +191,9 @@ func (c *Certificate) Grant(req *Request, defs Definitions) (*Certificate, error
 	pscope, err := c.Scope(defs)
 	if err != nil {
 		return nil, fmt.Errorf("grant with certificate %s: %w", c.ID, err)
+	}
+	if err := def.CheckParams(paramMap(ps), false); err != nil {
+		return nil, fmt.Errorf("grant: request: %w", err)
 	}
 	scope := NewScope(def, paramMap(ps))
 	if !scope.IsSubsetOf(pscope) {

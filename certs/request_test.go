@@ -194,8 +194,40 @@ func TestNewRequestRefusals(t *testing.T) {
 	if _, err := newRequest(single, p, "otherprofile", key); err == nil {
 		t.Error("request for a definition of another profile")
 	}
-	if _, err := newRequest(single, map[string]string{"dataset_id": "\xff"}, "facilitydata", key); !errors.Is(err, ErrMalformed) {
+	if _, err := newRequest(single, map[string]string{"dataset_id": "\xff", "user_id": "U"}, "facilitydata", key); !errors.Is(err, ErrMalformed) {
 		t.Errorf("invalid UTF-8 parameter: err = %v", err)
+	}
+	// A parameter the scope's filters use, missing, empty or misspelt,
+	// would leave "${user_id}" in the certificate's filters, which match
+	// nothing the app writes.
+	for name, p := range map[string]map[string]string{
+		"missing":  {"dataset_id": "D"},
+		"empty":    {"dataset_id": "D", "user_id": ""},
+		"misspelt": {"dataset_id": "D", "userid": "U"},
+		"unused":   {"dataset_id": "D", "user_id": "U", "role": "coach"},
+	} {
+		_, err := newRequest(single, p, "facilitydata", key)
+		if err == nil || !strings.Contains(err.Error(), "takes the parameters dataset_id, user_id") {
+			t.Errorf("%s parameter: err = %v", name, err)
+		}
+	}
+}
+
+// Grant refuses a request whose parameters leave a filter template
+// unfilled, as a request from another implementation may.
+func TestGrantRefusesMissingParams(t *testing.T) {
+	f, keys := loadCertificates(t)
+	root, err := newRoot(f.def(t, "full-facility"), nil, keys[f.Root.ID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := newRequest(f.def(t, "single-user"), map[string]string{"dataset_id": root.ID, "user_id": fixtureUser}, "facilitydata", keys[f.Grandchild.ID])
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.ScopeParams = `{"dataset_id": "` + root.ID + `"}`
+	if _, err := root.Grant(req, f.defs()); err == nil || !strings.Contains(err.Error(), "it needs user_id") {
+		t.Errorf("grant of a request without user_id: err = %v", err)
 	}
 }
 
