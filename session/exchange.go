@@ -42,7 +42,7 @@ type ExchangeOptions struct {
 // FileResult is what an exchange did with one file.
 type FileResult struct {
 	File    string        `json:"file"`
-	Action  string        `json:"action"` // imported, skipped, failed, exported, removed, wrote manifest
+	Action  string        `json:"action"` // imported, skipped, failed, exported, removed, up to date, wrote manifest
 	Reason  string        `json:"reason,omitempty"`
 	Import  *ImportResult `json:"import,omitempty"`
 	Export  *ExportResult `json:"export,omitempty"`
@@ -187,10 +187,12 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		fr.Export, fr.Records = r, r.Records
 		if r.Records == 0 {
 			// The peer has everything: an older bundle to it is obsolete.
-			if err := fs.Remove(bpath); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			fr.Action, fr.Reason = "removed", "peer has everything"
+			if err := fs.Remove(bpath); errors.Is(err, iofs.ErrNotExist) {
+				fr.Action, fr.Reason = "up to date", ""
+			} else if err != nil {
 				return res, err
 			}
-			fr.Action, fr.Reason = "removed", "peer has everything"
 		} else {
 			fr.Action = "exported"
 		}

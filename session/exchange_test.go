@@ -181,3 +181,43 @@ func TestExchange(t *testing.T) {
 		}
 	}
 }
+
+// A peer that lacks nothing gets no bundle: exchange says it is up to
+// date, and says it removed a bundle only when one to that peer was there.
+func TestExchangeUpToDate(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	city := newDevice(t, "city")
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	actions := func(d *device) map[string]string {
+		t.Helper()
+		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, fr := range r.Files {
+			if fr.Peer != "" {
+				got[fr.Peer] = fr.Action
+			}
+		}
+		return got
+	}
+	cityID, err := city.db.Instance(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	actions(city) // city's manifest
+	if a := actions(fac)[cityID.ID]; a != "exported" {
+		t.Fatalf("facility to city: %q, want exported", a)
+	}
+	actions(city) // imports it; its manifest now says it has everything
+	if a := actions(fac)[cityID.ID]; a != "removed" {
+		t.Errorf("facility to city, with the applied bundle on the stick: %q, want removed", a)
+	}
+	if a := actions(fac)[cityID.ID]; a != "up to date" {
+		t.Errorf("facility to city, with no bundle on the stick: %q, want up to date", a)
+	}
+}

@@ -719,8 +719,8 @@ func TestRecordFieldsOutsideScope(t *testing.T) {
 	for _, d := range []*device{h.fac, h.city} {
 		before := d.syncState()
 		r := d.mustImport(h.path("fields.bundle"))
-		if r.Store.Refused != 3 || r.Store.New != 0 {
-			t.Errorf("%s: %+v", d.name, r.Store)
+		if r.Store.Refused != 3 || r.Store.New != 0 || r.Store.Received != 3 {
+			t.Errorf("%s: %+v, want the 3 records received and refused", d.name, r.Store)
 		}
 		if diff := diffStates(before, d.syncState()); diff != "" {
 			t.Errorf("%s: the records reached the data:\n%s", d.name, diff)

@@ -205,6 +205,7 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 							outside++
 						}
 						im.Result().Refuse(&batch[i].rec, why)
+						im.Result().Received++
 						continue
 					}
 					recs = append(recs, &batch[i].rec)

@@ -31,6 +31,8 @@ const maxRefusals = 1000
 
 // ImportResult says what applying an incoming transfer did.
 type ImportResult struct {
+	// Received counts the records the transfer carried, refused ones
+	// included.
 	Received    int64 `json:"received"`
 	New         int64 `json:"new"`
 	AlreadyHave int64 `json:"already_have"`

@@ -416,7 +416,7 @@ Example:
 			if c.Bool("json") {
 				return showChain(c, verified, p)
 			}
-			printf(c, "valid: %d certificates, root %s, leaf %s (%s %s)\n", len(verified), verified[0].ID, leaf.ID, leaf.ScopeDefinitionID, leaf.ScopeParams)
+			printf(c, "valid: %s, root %s, leaf %s (%s %s)\n", count(len(verified), "certificate"), verified[0].ID, leaf.ID, leaf.ScopeDefinitionID, leaf.ScopeParams)
 			return nil
 		},
 	}

@@ -115,7 +115,7 @@ Example:
 			if c.Bool("json") {
 				return printJSON(out(c), list)
 			}
-			printf(c, "%d records with conflicting versions\n", n)
+			printf(c, "%s with conflicting versions\n", count(n, "record"))
 			return nil
 		},
 	}

@@ -76,7 +76,7 @@ Example:
 			}
 			printf(c, "serialized: %d created, %d updated, %d deleted, %d hard-deleted", r.Created, r.Updated, r.Deleted, r.HardDeleted)
 			if r.Failed > 0 {
-				printf(c, "; %d rows could not be serialized (see morango status)", r.Failed)
+				printf(c, "; %s could not be serialized (see morango status)", count(r.Failed, "row"))
 			}
 			printf(c, "\n")
 			return nil

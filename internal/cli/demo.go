@@ -172,7 +172,7 @@ func (d *demo) run() error {
 		return err
 	}
 	d.learner = sum.LearnerIDs[0]
-	d.say("(app on facility) records the school: %d rows, %d learners, %d classrooms", sum.Rows, len(sum.LearnerIDs), len(sum.Classrooms))
+	d.say("(app on facility) records the school: %s, %s, %s", count(sum.Rows, "row"), count(len(sum.LearnerIDs), "learner"), count(len(sum.Classrooms), "classroom"))
 
 	d.say("\n# Certificates travel as files on the stick: each device asks, a holder of a wider one grants.")
 	grants := []struct{ dev, scope, by string }{

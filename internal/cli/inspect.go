@@ -108,7 +108,7 @@ func printStats(c *cli.Context, st *bundle.Stats, chainStatus string) {
 	if m := st.Manifest; m != nil {
 		printf(c, "device     instance %s (%s), certificate %s\n", m.Instance, m.Name, m.CertID)
 		printf(c, "created    %s\nprofile    %s\nfilter     %s\n", m.Created, m.Profile, strings.Join(m.Filter, " "))
-		printf(c, "chain      %d certificates, %s\n", len(m.Chain), chainStatus)
+		printf(c, "chain      %s, %s\n", count(len(m.Chain), "certificate"), chainStatus)
 		printf(c, "signature  %s %s\n", st.Signature, st.Problem)
 		holds, _ := json.Marshal(m.FSIC)
 		printf(c, "holds      %s\n", holds)
@@ -121,7 +121,7 @@ func printStats(c *cli.Context, st *bundle.Stats, chainStatus string) {
 	}
 	printf(c, "transfer   %s, created %s\nprofile    %s\n", h.TransferID, h.Created, h.Profile)
 	printf(c, "sender     instance %s, certificate %s\nfor        %s\n", h.SenderInstance, h.SenderCert, to)
-	printf(c, "chain      %d certificates, %s\n", len(h.Chain), chainStatus)
+	printf(c, "chain      %s, %s\n", count(len(h.Chain), "certificate"), chainStatus)
 	printf(c, "digest     %s (%s)\n", st.Digest, map[bool]string{true: "matches", false: "DOES NOT MATCH"}[st.DigestValid])
 	printf(c, "signature  %s %s\n", st.Signature, st.Problem)
 	printf(c, "filter     %s\n", strings.Join(h.Filter, " "))

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/urfave/cli/v2"
 )
@@ -34,4 +35,16 @@ func out(c *cli.Context) io.Writer { return c.App.Writer }
 
 func printf(c *cli.Context, format string, args ...any) {
 	fmt.Fprintf(c.App.Writer, format, args...)
+}
+
+// count is n and the noun, plural unless n is 1.
+func count[N int | int64](n N, noun string) string {
+	switch {
+	case n == 1:
+		return "1 " + noun
+	case strings.HasSuffix(noun, "y") && !strings.HasSuffix(noun, "ey"):
+		return fmt.Sprintf("%d %sies", n, noun[:len(noun)-1])
+	default:
+		return fmt.Sprintf("%d %ss", n, noun)
+	}
 }

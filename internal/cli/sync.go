@@ -47,7 +47,7 @@ Example:
 			if c.Bool("json") {
 				return printJSON(out(c), r)
 			}
-			printf(c, "wrote %s: %d records%s\n", c.String("output"), r.Records, perModel(r.Counts))
+			printf(c, "wrote %s: %s%s\n", c.String("output"), count(r.Records, "record"), perModel(r.Counts))
 			return nil
 		},
 	}
@@ -121,11 +121,11 @@ Example:
 
 func printImport(c *cli.Context, path string, r *session.ImportResult) {
 	s := r.Store
-	printf(c, "%s: %d records: %d new, %d updated, %d already here, %d conflicts", path, s.Received, s.New, s.FastForward, s.AlreadyHave, s.Conflicts)
+	printf(c, "%s: %s: %d new, %d updated, %d already here, %s", path, count(s.Received, "record"), s.New, s.FastForward, s.AlreadyHave, count(s.Conflicts, "conflict"))
 	if s.Refused > 0 {
 		printf(c, ", %d REFUSED", s.Refused)
 	}
-	printf(c, "; %d rows written, %d deleted", s.Deserialize.Written, s.Deserialize.Deleted)
+	printf(c, "; %s written, %d deleted", count(s.Deserialize.Written, "row"), s.Deserialize.Deleted)
 	if s.Deserialize.Pending > 0 {
 		printf(c, ", %d pending (see morango status)", s.Deserialize.Pending)
 	}
@@ -204,7 +204,7 @@ Example:
 				return err
 			}
 			if r.Failed > 0 {
-				return &exitError{code: ExitFailure, err: fmt.Errorf("exchange: %d steps failed", r.Failed),
+				return &exitError{code: ExitFailure, err: fmt.Errorf("exchange: %s failed", count(r.Failed, "step")),
 					hint: "what is listed as FAILED was left untouched and the rest went on; see the reasons above, and morango status for rows that wait"}
 			}
 			return nil
@@ -217,7 +217,7 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 		switch f.Action {
 		case "imported":
 			st := f.Import.Store
-			printf(c, "  imported  %s: %d records (%d new, %d updated, %d conflicts", f.File, f.Records, st.New, st.FastForward, st.Conflicts)
+			printf(c, "  imported  %s: %s (%d new, %d updated, %s", f.File, count(f.Records, "record"), st.New, st.FastForward, count(st.Conflicts, "conflict"))
 			if st.Refused > 0 {
 				printf(c, ", %d REFUSED", st.Refused)
 			}
@@ -230,7 +230,9 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 				printf(c, "            refused %s %s: %s\n", rf.ModelName, rf.ID, rf.Reason)
 			}
 		case "exported":
-			printf(c, "  exported  %s: %d records%s\n", f.File, f.Records, perModel(f.Export.Counts))
+			printf(c, "  exported  %s: %s%s\n", f.File, count(f.Records, "record"), perModel(f.Export.Counts))
+		case "up to date":
+			printf(c, "  up to date peer %s holds all this device would send it\n", f.Peer)
 		case "failed":
 			printf(c, "  FAILED    %s: %s\n", f.File, f.Reason)
 		default:
