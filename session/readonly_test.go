@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/morango-sync/morango/ids"
+	"github.com/morango-sync/morango/store"
 )
 
 // learnerTablet makes the facility and a learner's tablet (single-user)
@@ -145,5 +146,215 @@ func TestHardDeleteOutsideWriteScope(t *testing.T) {
 	}
 	if n := home.count(`SELECT count(*) FROM morango_dirty`); n != 0 {
 		t.Errorf("home: %d change(s) still wait", n)
+	}
+}
+
+// homeVersion reports whether home made the head version of record id.
+func homeVersion(d *device, id string) bool {
+	d.t.Helper()
+	return d.count(`SELECT count(*) FROM morango_store WHERE id = ? AND last_saved_instance = (SELECT id FROM morango_instanceid WHERE current)`, id) == 1
+}
+
+func waitReason(d *device, model, id string) string {
+	var why string
+	d.app.QueryRow(`SELECT error FROM morango_dirty WHERE model = ? AND id = ?`, model, id).Scan(&why)
+	return why
+}
+
+// An app row of one model whose id a record of another model already uses
+// waits in morango_dirty with that reason. When the other model's record
+// is written into the app (the facility edits the classroom), only a
+// change of that model's row stops waiting: the contentlog row, which
+// nothing overwrote, still waits with its reason.
+func TestWaitingEntryOfOtherModelStays(t *testing.T) {
+	fac, home, f, dir := learnerTablet(t)
+
+	// home's app makes a log of the learner (home may write it) whose id
+	// is the classroom's.
+	home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'c7', 0.5)`, f.classroom, f.dataset, f.learner)
+	home.sendTo(fac, dir, true)
+	before := waitReason(home, "contentlog", f.classroom)
+	if !strings.Contains(before, "already used") {
+		t.Fatalf("home: the log does not wait with its reason (%q)", before)
+	}
+
+	fac.exec(`UPDATE classroom SET name = 'Class 5' WHERE id = ?`, f.classroom)
+	fac.sendTo(home, dir, true)
+	if n := home.count(`SELECT count(*) FROM contentlog WHERE id = ?`, f.classroom); n != 1 {
+		t.Fatalf("home: the log row is gone")
+	}
+	if after := waitReason(home, "contentlog", f.classroom); after != before {
+		t.Errorf("home: the contentlog row, which the classroom's version did not overwrite, no longer waits: reason %q, was %q", after, before)
+	}
+}
+
+// The tablet edits its own log (partition user-rw:learner, in its write
+// scope) and moves it to another learner: the record keeps its partition,
+// but its data now puts it in user-rw:other, outside the tablet's write
+// scope, which importers refuse (fieldsOutside). The edit must wait, not
+// become a version that can never leave the tablet and would compete there
+// alone with the facility's versions.
+func TestEditMovingRecordOutOfScopeWaits(t *testing.T) {
+	fac, home, f, dir := learnerTablet(t)
+
+	home.exec(`UPDATE contentlog SET user_id = ? WHERE id = ?`, f.other, f.learnerLog)
+	_, res := home.sendTo(fac, dir, true)
+	accepted := fac.count(`SELECT count(*) FROM contentlog WHERE id = ? AND user_id = ?`, f.learnerLog, f.other) == 1
+	if homeVersion(home, f.learnerLog) && !accepted {
+		var why string
+		if res != nil && res.Store != nil {
+			for _, r := range res.Store.Refusals {
+				why += r.Reason + "; "
+			}
+		}
+		t.Errorf("home made a version of the log the facility refuses (%s); nothing waits: %q", why, waitReason(home, "contentlog", f.learnerLog))
+	}
+
+	fac.exec(`UPDATE contentlog SET progress = 0.5 WHERE id = ?`, f.learnerLog)
+	fac.sendTo(home, dir, true)
+	home.sendTo(fac, dir, true)
+	var a, b string
+	fac.app.QueryRow(`SELECT user_id || ' ' || progress FROM contentlog WHERE id = ?`, f.learnerLog).Scan(&a)
+	home.app.QueryRow(`SELECT user_id || ' ' || progress FROM contentlog WHERE id = ?`, f.learnerLog).Scan(&b)
+	if a != b {
+		t.Errorf("the log differs after exchanges both ways: facility %q, home %q", a, b)
+	}
+	if r := home.record(f.learnerLog); r.Conflicting != "" || homeVersion(home, f.learnerLog) {
+		t.Errorf("home: after the facility's edit the log still holds home's version or a conflict: %+v (app %q)", r, b)
+	}
+}
+
+// The tablet edits a row it may not write and then the app undoes the
+// edit: the row equals its record again and nothing should wait.
+func TestRevertedEditStopsWaiting(t *testing.T) {
+	fac, home, f, dir := learnerTablet(t)
+	home.exec(`UPDATE classroom SET name = 'Hacked' WHERE id = ?`, f.classroom)
+	home.sendTo(fac, dir, true)
+	if why := waitReason(home, "classroom", f.classroom); !strings.Contains(why, "may not write") {
+		t.Fatalf("home: the edit does not wait (%q)", why)
+	}
+	home.exec(`UPDATE classroom SET name = 'Class 4' WHERE id = ?`, f.classroom)
+	home.sendTo(fac, dir, true)
+	if n := home.count(`SELECT count(*) FROM morango_dirty`); n != 0 {
+		t.Errorf("home: %d change(s) still wait after the app undid the edit", n)
+	}
+}
+
+// The tablet edits the classroom (waits); the facility deletes it, or
+// hard-deletes it. Both devices end without the row and nothing waits.
+func TestReadOnlyEditThenFacilityDeletes(t *testing.T) {
+	for _, hard := range []bool{false, true} {
+		name := "delete"
+		if hard {
+			name = "hard-delete"
+		}
+		t.Run(name, func(t *testing.T) {
+			fac, home, f, dir := learnerTablet(t)
+			home.exec(`UPDATE classroom SET name = 'Hacked' WHERE id = ?`, f.classroom)
+			home.sendTo(fac, dir, true)
+			if hard {
+				if err := fac.db.HardDelete(t.Context(), "classroom", f.classroom); err != nil {
+					t.Fatal(err)
+				}
+			} else {
+				fac.exec(`DELETE FROM classroom WHERE id = ?`, f.classroom)
+			}
+			fac.sendTo(home, dir, true)
+			home.sendTo(fac, dir, true)
+			for _, d := range []*device{fac, home} {
+				if n := d.count(`SELECT count(*) FROM classroom WHERE id = ?`, f.classroom); n != 0 {
+					t.Errorf("%s: the classroom is still in the app", d.name)
+				}
+			}
+			if n := home.count(`SELECT count(*) FROM morango_dirty`); n != 0 {
+				t.Errorf("home: %d change(s) still wait", n)
+			}
+		})
+	}
+}
+
+// Mixed serialization in small chunks: own edits and read-only edits,
+// interleaved in id order. Own edits travel, read-only ones wait.
+func TestChunkedOwnAndReadOnlyChanges(t *testing.T) {
+	fac, home, f, dir := learnerTablet(t)
+	saved := store.SerializeChunk
+	store.SerializeChunk = 2
+	defer func() { store.SerializeChunk = saved }()
+
+	var own, ro []string
+	for i := 0; i < 7; i++ {
+		id := ids.Random()
+		home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'c', 0.1)`, id, f.dataset, f.learner)
+		own = append(own, id)
+		id = ids.Random()
+		home.exec(`INSERT INTO classroom (id, dataset_id, name) VALUES (?, ?, 'ro')`, id, f.dataset)
+		ro = append(ro, id)
+	}
+	home.exec(`UPDATE classroom SET name = 'x' WHERE id = ?`, f.classroom)
+	home.exec(`UPDATE contentlog SET progress = 0.9 WHERE id = ?`, f.learnerLog)
+	if _, err := home.db.Serialize(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	home.sendTo(fac, dir, true)
+	for _, id := range append(own, f.learnerLog) {
+		if n := fac.count(`SELECT count(*) FROM contentlog WHERE id = ?`, id); n != 1 {
+			t.Errorf("facility: own log %s missing", id[:8])
+		}
+	}
+	for _, id := range append(ro, f.classroom) {
+		if why := waitReason(home, "classroom", id); !strings.Contains(why, "may not write") {
+			t.Errorf("home: classroom %s does not wait (%q)", id[:8], why)
+		}
+	}
+}
+
+// A device without certificates: nothing waits for scope.
+func TestNoCertificateNothingWaits(t *testing.T) {
+	d := newDevice(t, "plain")
+	d.exec(`INSERT INTO facilitydataset (id) VALUES (?)`, ids.Random())
+	d.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES (?, 'ds', 'x')`, ids.Random())
+	r, err := d.db.Serialize(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Created != 2 || r.Failed != 0 {
+		t.Errorf("serialize: %+v", r)
+	}
+}
+
+// morango delete of a row that never became a record (its partition
+// column holds the separator) deletes it: no erasure needs to leave the
+// device.
+func TestHardDeleteOfRowThatIsNoRecord(t *testing.T) {
+	_, home, f, _ := learnerTablet(t)
+	id := ids.Random()
+	home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id) VALUES (?, ?, ?, 'c')`, id, f.dataset, f.learner+":x")
+	if _, err := home.db.Serialize(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	if err := home.db.HardDelete(t.Context(), "contentlog", id); err != nil {
+		t.Errorf("home: morango delete of a row that is no record: %v", err)
+	}
+}
+
+// The tablet's app hard-deletes (plain SQL, morango_harddeletedmodels) the
+// classroom, which it may not write: the erasure waits. The tablet is then
+// granted full-facility, so it may write the classroom: the erasure, not a
+// mere deletion, is made and reaches the facility.
+func TestWaitingHardDeletionStaysHard(t *testing.T) {
+	fac, home, f, dir := learnerTablet(t)
+	home.exec(`INSERT INTO morango_harddeletedmodels (id, profile) SELECT ?, profile FROM morango_store WHERE id = ?`, f.classroom, f.classroom)
+	home.exec(`DELETE FROM classroom WHERE id = ?`, f.classroom)
+	home.sendTo(fac, dir, true)
+	if why := waitReason(home, "classroom", f.classroom); !strings.Contains(why, "may not write") {
+		t.Fatalf("home: the hard deletion does not wait (%q)", why)
+	}
+	grant(t, fac, home, "full-facility", map[string]string{"dataset_id": f.dataset})
+	home.sendTo(fac, dir, true)
+	for _, d := range []*device{home, fac} {
+		r := d.record(f.classroom)
+		if r == nil || !r.HardDeleted || r.Serialized != "{}" {
+			t.Errorf("%s: the classroom's record is not erased once home may write it: %+v", d.name, r)
+		}
 	}
 }

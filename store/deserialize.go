@@ -166,8 +166,12 @@ const todo = `temp.morango_todo t CROSS JOIN morango_store s ON s.rowid = t.rid`
 // ones, the list is left as it is.
 func (d *deserializer) done(ctx context.Context, rids string) (int64, error) {
 	if d.waiting {
-		if err := d.exec(ctx, `DELETE FROM morango_dirty WHERE error <> ''
-			AND id IN (SELECT s.id FROM morango_store s WHERE s.rowid IN (`+rids+`))`); err != nil {
+		// A hard deletion that waited goes with it (see serializer.hardDelete).
+		const waited = `SELECT d.model, d.id FROM morango_dirty d WHERE d.error <> ''
+			AND (d.model, d.id) IN (SELECT s.model_name, s.id FROM morango_store s WHERE s.rowid IN (%s))`
+		if err := d.exec(ctx,
+			fmt.Sprintf(`DELETE FROM morango_harddeletedmodels WHERE id IN (SELECT id FROM (`+waited+`))`, rids),
+			fmt.Sprintf(`DELETE FROM morango_dirty WHERE (model, id) IN (`+waited+`)`, rids)); err != nil {
 			return 0, err
 		}
 	}

@@ -142,7 +142,7 @@ func (db *DB) serialize(ctx context.Context, tx *sql.Tx) (SerializeResult, error
 func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, st *chunkState) (res SerializeResult, more bool, err error) {
 	var pending bool
 	err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_dirty WHERE error = '')
-		OR EXISTS (SELECT 1 FROM morango_deletedmodels) OR EXISTS (SELECT 1 FROM morango_harddeletedmodels)`).Scan(&pending)
+		OR EXISTS (SELECT 1 FROM morango_deletedmodels) OR EXISTS (`+erasable+`)`).Scan(&pending)
 	if err != nil {
 		return res, false, fmt.Errorf("serialize: %w", err)
 	}
@@ -250,10 +250,11 @@ func (s *serializer) outsideScope(part string) string {
 const outsidePrefix = "this device may not write partition "
 
 // outsideReason is the SQL text of the reason a change outside this
-// device's write scope waits.
-func outsideReason(part string) string {
-	return fmt.Sprintf(`%s || %s || ': the change stays on this device, and the next version from a device that may write it replaces it'`,
-		literal(outsidePrefix), part)
+// device's write scope waits: part is the partition, where the text
+// where says it comes from ("" for the record's own).
+func outsideReason(part, where string) string {
+	return fmt.Sprintf(`%s || %s || %s`, literal(outsidePrefix), part,
+		literal(where+": the change stays on this device, and the next version from a device that may write it replaces it"))
 }
 
 // bulk drops the store's indexes keyed by partition, once, when a model
@@ -322,24 +323,31 @@ func (s *serializer) hardDelete(ctx context.Context, res *SerializeResult) error
 	// Most serializations have none: the statements below would still
 	// read the app's tables.
 	var pending bool
-	if err := s.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_harddeletedmodels)`).Scan(&pending); err != nil || !pending {
+	if err := s.tx.QueryRowContext(ctx, `SELECT EXISTS (`+erasable+`)`).Scan(&pending); err != nil || !pending {
+		return err
+	}
+	if err := s.exec(ctx, `CREATE TEMP TABLE IF NOT EXISTS morango_erase (id TEXT PRIMARY KEY) WITHOUT ROWID`,
+		`DELETE FROM temp.morango_erase`, `INSERT INTO temp.morango_erase (id) `+erasable); err != nil {
 		return err
 	}
 	// An erasure this device may not write could never leave it, and it
 	// would outweigh every later version here alone: the record stays, and
-	// the change (the app deleted the row) waits, as a deletion does.
+	// the erasure waits in morango_harddeletedmodels, marked by the reason
+	// in morango_dirty, until a certificate lets this device write the
+	// record (the reason is cleared and it is tried again), or a version
+	// from a device that may replaces the app row (and drops it).
 	if out := s.outsideScope("s.partition"); out != "" {
-		outside := `SELECT s.id FROM morango_harddeletedmodels h CROSS JOIN morango_store s ON s.id = h.id WHERE ` + out
+		outside := `SELECT s.id FROM temp.morango_erase e CROSS JOIN morango_store s ON s.id = e.id WHERE ` + out
 		err := s.exec(ctx,
 			fmt.Sprintf(`INSERT INTO morango_dirty (model, id, error) SELECT s.model_name, s.id, %s FROM morango_store s
-				WHERE s.id IN (%s) ON CONFLICT (model, id) DO UPDATE SET error = excluded.error`, outsideReason("s.partition"), outside),
-			`DELETE FROM morango_harddeletedmodels WHERE id IN (`+outside+`)`)
+				WHERE s.id IN (%s) ON CONFLICT (model, id) DO UPDATE SET error = excluded.error`, outsideReason("s.partition", ""), outside),
+			`DELETE FROM temp.morango_erase WHERE id IN (`+outside+`)`)
 		if err != nil {
 			return err
 		}
 	}
-	n, err := s.count(ctx, `INSERT INTO temp.morango_versioned (id) SELECT h.id FROM morango_harddeletedmodels h
-		JOIN morango_store s ON s.id = h.id WHERE s.hard_deleted = 0 OR s.serialized <> '{}' OR s.conflicting_serialized_data <> ''
+	n, err := s.count(ctx, `INSERT INTO temp.morango_versioned (id) SELECT e.id FROM temp.morango_erase e
+		JOIN morango_store s ON s.id = e.id WHERE s.hard_deleted = 0 OR s.serialized <> '{}' OR s.conflicting_serialized_data <> ''
 		ON CONFLICT DO NOTHING`)
 	if err != nil {
 		return err
@@ -354,14 +362,21 @@ func (s *serializer) hardDelete(ctx context.Context, res *SerializeResult) error
 	}
 	for _, m := range s.db.profile.Models {
 		err := s.exec(ctx,
-			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT id FROM morango_harddeletedmodels)`, quote(m.Table)),
-			fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND id IN (SELECT id FROM morango_harddeletedmodels)`, literal(m.Name)))
+			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT id FROM temp.morango_erase)`, quote(m.Table)),
+			fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND id IN (SELECT id FROM temp.morango_erase)`, literal(m.Name)))
 		if err != nil {
 			return err
 		}
 	}
-	return s.exec(ctx, `DELETE FROM morango_applying`, `DELETE FROM morango_harddeletedmodels`)
+	return s.exec(ctx, `DELETE FROM morango_applying`,
+		`DELETE FROM morango_harddeletedmodels WHERE id IN (SELECT id FROM temp.morango_erase)`, `DELETE FROM temp.morango_erase`)
 }
+
+// erasable lists the hard deletions to make: those listed in
+// morango_harddeletedmodels but the ones that wait for this device to
+// be allowed to write their records (see serializer.hardDelete).
+var erasable = `SELECT h.id FROM morango_harddeletedmodels h WHERE NOT EXISTS (SELECT 1 FROM morango_dirty d
+	WHERE d.id = h.id AND d.error LIKE ` + literal(outsidePrefix+"%") + `)`
 
 // model serializes the dirty rows of one model. The model's dirty ids are
 // listed once in temp.morango_work, each with whether the store holds its
@@ -442,7 +457,7 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 				fmt.Sprintf(`'id must be ' || %s || ' (the namespaced id of its partition, source id and model; see morango id)'`, want)})
 	}
 	if out := s.outsideScope(part); out != "" {
-		checks = append(checks, sqlCheck{out, outsideReason(part)})
+		checks = append(checks, sqlCheck{out, outsideReason(part, "")})
 	}
 	cases, fails := checkSQL(checks)
 	partCases, partFails := checkSQL(partition)
@@ -625,12 +640,19 @@ func (s *serializer) holdOutside(ctx context.Context, m *profile.Model, present 
 	if out == "" {
 		return nil
 	}
+	// The edited data must stay where this device may write too:
+	// importers check the partition a record's data gives (its record
+	// keeps its own).
+	part := templateSQL(m.Partition, "t", "t.id")
 	n, err := s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_failed (id, error)
 		SELECT s.id, %[1]s FROM temp.morango_changed c CROSS JOIN morango_store s ON s.id = c.id WHERE %[2]s
 		UNION ALL
 		SELECT s.id, %[1]s FROM morango_store s WHERE s.id IN (%[3]s) AND s.model_name = %[4]s AND s.deleted = 0
 			AND NOT EXISTS (SELECT 1 FROM %[5]s t WHERE t.id = s.id) AND %[2]s
-		ON CONFLICT DO NOTHING`, outsideReason("s.partition"), out, present, literal(m.Name), quote(m.Table)))
+		UNION ALL
+		SELECT t.id, %[6]s FROM temp.morango_changed c CROSS JOIN %[5]s t ON t.id = c.id WHERE %[7]s
+		ON CONFLICT DO NOTHING`, outsideReason("s.partition", ""), out, present, literal(m.Name), quote(m.Table),
+		outsideReason(part, ", where the row's data puts it"), s.outsideScope(part)))
 	if err != nil || n == 0 {
 		return err
 	}

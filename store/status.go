@@ -158,7 +158,8 @@ func (db *DB) HardDelete(ctx context.Context, model, id string) error {
 }
 
 // mayWrite refuses to erase a record this device may not write, once it
-// holds a certificate's key: the erasure could never leave it.
+// holds a certificate's key: the erasure could never leave it. A row that
+// never became a record (it waits with a reason) may go.
 func (db *DB) mayWrite(ctx context.Context, tx *sql.Tx, id string) error {
 	w, held, err := db.writeScope(ctx)
 	if err != nil || !held {
@@ -167,9 +168,7 @@ func (db *DB) mayWrite(ctx context.Context, tx *sql.Tx, id string) error {
 	var partition string
 	err = tx.QueryRowContext(ctx, `SELECT partition FROM morango_store WHERE id = ?`, id).Scan(&partition)
 	if errors.Is(err, sql.ErrNoRows) {
-		var why string
-		tx.QueryRowContext(ctx, `SELECT error FROM morango_dirty WHERE id = ?`, id).Scan(&why)
-		return withHint(fmt.Errorf("hard delete: %s is not a record: %s", id, why), "see morango status")
+		return nil // never a record: deleting the row erases it everywhere it is
 	}
 	if err != nil {
 		return err
