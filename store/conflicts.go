@@ -91,9 +91,14 @@ type Resolution struct {
 // travels, as an edit in the app would. The app's row is updated in the
 // same transaction. App changes not yet serialized are serialized first.
 func (db *DB) Resolve(ctx context.Context, id, keep string) (*Resolution, error) {
+	// instance:counter, or the instance alone when the record holds one
+	// version of it; at least 8 characters of the instance.
 	inst, ctr, ok := strings.Cut(keep, ":")
-	counter, err := strconv.ParseInt(ctr, 10, 64)
-	if !ok || err != nil || len(inst) < 8 {
+	counter, err := int64(-1), error(nil)
+	if ok {
+		counter, err = strconv.ParseInt(ctr, 10, 64)
+	}
+	if err != nil || len(inst) < 8 {
 		return nil, withHint(fmt.Errorf("version %q is not instance:counter", keep),
 			"copy the version from: morango conflicts --db %s", db.path)
 	}
@@ -121,7 +126,7 @@ func (db *DB) Resolve(ctx context.Context, id, keep string) (*Resolution, error)
 		}
 		var chosen []merge.Version
 		for _, v := range append([]merge.Version{st.Head}, lost...) {
-			if v.Counter == counter && strings.HasPrefix(v.Instance, inst) {
+			if (counter < 0 || v.Counter == counter) && strings.HasPrefix(v.Instance, inst) {
 				chosen = append(chosen, v)
 			}
 		}

@@ -140,7 +140,8 @@ func resolveCommand() *cli.Command {
 		Description: `Writes the kept version's data as a new version of this device, as an edit in
 the app would, and updates the app's row. The decision travels with the next export and
 supersedes the record's other versions on every device. VERSION is one that
-morango conflicts lists (instance:counter; an instance prefix of 8 characters will do).
+morango conflicts lists (instance:counter; an instance prefix of 8 characters will do, and the
+counter may be left out when the record holds one version of that instance).
 
 Example:
    morango resolve --db school.sqlite3 --record 3f2a... --keep 5b1e0c7d:12`,
