@@ -42,7 +42,7 @@ type ExchangeOptions struct {
 // FileResult is what an exchange did with one file.
 type FileResult struct {
 	File    string        `json:"file"`
-	Action  string        `json:"action"` // imported, skipped, failed, exported, removed, up to date, wrote manifest
+	Action  string        `json:"action"` // imported, skipped, failed, interrupted, exported, removed, up to date, wrote manifest
 	Reason  string        `json:"reason,omitempty"`
 	Import  *ImportResult `json:"import,omitempty"`
 	Export  *ExportResult `json:"export,omitempty"`
@@ -126,6 +126,10 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			continue
 		}
 		if ok, err := db.AppliedBundle(ctx, h.TransferID); err != nil {
+			if ctx.Err() != nil {
+				fr.Action, fr.Reason = "interrupted", "nothing of it was applied"
+				return res, fmt.Errorf("%s: %w", fr.File, ctx.Err())
+			}
 			return nil, err
 		} else if ok {
 			fr.Action, fr.Reason = "skipped", "already applied"
@@ -134,7 +138,8 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		r, err := Import(ctx, db, &DiskConnection{FS: fs, Bundle: path}, ImportOptions{Observer: opts.Observer})
 		if err != nil {
 			if ctx.Err() != nil {
-				return res, err
+				fr.Action, fr.Reason = "interrupted", "nothing of it was applied"
+				return res, fmt.Errorf("%s: %w", fr.File, ctx.Err())
 			}
 			fr.Action, fr.Reason = "failed", err.Error()
 			res.Failed++
@@ -151,7 +156,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		r, tried, err := db.RetryPending(ctx)
 		switch {
 		case err != nil && ctx.Err() != nil:
-			return res, err
+			return res, fmt.Errorf("retry rows waiting for the app: %w", ctx.Err())
 		case err != nil:
 			res.RetryError = err.Error()
 			res.Failed++
@@ -177,7 +182,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		r, err := Export(ctx, db, conn, ExportOptions{CertID: opts.CertID, Observer: opts.Observer, SkipEmpty: true})
 		if err != nil {
 			if ctx.Err() != nil {
-				return res, err
+				return res, fmt.Errorf("%s: %w", fr.File, ctx.Err())
 			}
 			fr.Action, fr.Reason = "failed", err.Error()
 			res.Failed++

@@ -101,17 +101,21 @@ func ExitCode(ctx context.Context, err error, stderr io.Writer) int {
 	if err == nil {
 		return ExitOK
 	}
+	var ue usageError
+	if !errors.As(err, &ue) && (ctx.Err() != nil || errors.Is(err, context.Canceled)) {
+		// Every write is a transaction: what finished is kept whole, and
+		// the step under way left nothing behind.
+		fmt.Fprintf(stderr, "morango: interrupted (%v)\n", err)
+		fmt.Fprintf(stderr, "hint: every step that had finished is kept, and the one under way left nothing behind; run the same command again to finish\n")
+		return ExitInterrupted
+	}
 	fmt.Fprintf(stderr, "morango: %v\n", err)
 	var h interface{ Hint() string }
 	if errors.As(err, &h) && h.Hint() != "" {
 		fmt.Fprintf(stderr, "hint: %s\n", h.Hint())
 	}
-	var ue usageError
-	switch {
-	case errors.As(err, &ue):
+	if errors.As(err, &ue) {
 		return ExitUsage
-	case ctx.Err() != nil || errors.Is(err, context.Canceled):
-		return ExitInterrupted
 	}
 	var ce interface{ ExitCode() int }
 	if errors.As(err, &ce) {

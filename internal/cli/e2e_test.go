@@ -484,11 +484,15 @@ func TestKilledImport(t *testing.T) {
 			}
 			seen := make(chan struct{})
 			drained := make(chan struct{})
+			var text strings.Builder // stderr's lines that are not events
 			go func() {
 				defer close(drained)
 				sc := bufio.NewScanner(stderr)
 				fired := false
 				for sc.Scan() {
+					if !strings.HasPrefix(sc.Text(), "{") {
+						text.WriteString(sc.Text() + "\n")
+					}
 					var ev struct{ Stage, Event string }
 					if json.Unmarshal(sc.Bytes(), &ev) == nil && !fired && ev.Stage == tr.stage && ev.Event == tr.event {
 						fired = true
@@ -516,6 +520,9 @@ func TestKilledImport(t *testing.T) {
 					var ee *exec.ExitError
 					if !errors.As(werr, &ee) || ee.ExitCode() != 130 {
 						t.Errorf("interrupted import: %v, want exit 130", werr)
+					}
+					if !strings.HasPrefix(text.String(), "morango: interrupted") || !strings.Contains(text.String(), "run the same command again") {
+						t.Errorf("interrupted import: stderr %q, want it to say so and what to do", text.String())
 					}
 				}
 				r := ok(t, "import", "--db", db.path, big, "--json")

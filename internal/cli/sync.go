@@ -98,6 +98,10 @@ Example:
 						printf(c, "%s: already applied, nothing to do\n", path)
 						continue
 					}
+					if c.Context.Err() != nil {
+						// Interrupted: the import under way was rolled back.
+						return fmt.Errorf("import %s: %w", path, c.Context.Err())
+					}
 					fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", path, err)
 					if firstErr == nil {
 						firstErr = fmt.Errorf("import %s: %w", path, err)
