@@ -43,6 +43,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 
 	"github.com/morango-sync/morango/certs"
 )
@@ -102,11 +103,20 @@ func Parse(data []byte) (*Profile, error) {
 	return &p, nil
 }
 
-// jsonError turns a decoding error into an *Error where it names a field.
+// jsonError turns a decoding error into an *Error where it names a field,
+// and says what to do about the others.
 func jsonError(err error) error {
 	var te *json.UnmarshalTypeError
-	if errors.As(err, &te) && te.Field != "" {
+	var se *json.SyntaxError
+	switch {
+	case errors.As(err, &te) && te.Field != "":
 		return &Error{Field: te.Field, Err: fmt.Errorf("a JSON %s cannot be a %s", te.Value, te.Type)}
+	case errors.As(err, &se):
+		return fmt.Errorf("%w at byte %d: the file is not JSON there", err, se.Offset)
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return fmt.Errorf("%w: the JSON ends before it is complete (a missing } or ], or a cut file)", err)
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return fmt.Errorf("%s: no such field; docs/profile.md lists the fields", strings.TrimPrefix(err.Error(), "json: "))
 	}
 	return err
 }

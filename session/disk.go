@@ -304,7 +304,7 @@ func (in *diskIncoming) reopen(trust Trust) error {
 		if !isFormatError(err) {
 			return readFailed(in.d.Bundle, err)
 		}
-		return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err), "the file is damaged or not a bundle: export it again")
+		return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err), "the file is damaged or not a bundle; the device that wrote it writes it anew at its next exchange (or export)")
 	}
 	in.f, in.r = f, r
 	if in.h == nil {
@@ -354,7 +354,7 @@ func (in *diskIncoming) Records(ctx context.Context, trust Trust, fn func(*store
 			if !isFormatError(err) {
 				return readFailed(in.d.Bundle, err)
 			}
-			return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err), "the file is damaged or was tampered with: do not import it; export it again")
+			return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err), "the file is damaged or was tampered with, and nothing of it was imported; the device that wrote it writes it anew at its next exchange (or export)")
 		}
 		fromBundle(br, &rec)
 		if err := fn(&rec); err != nil {

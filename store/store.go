@@ -25,6 +25,7 @@ import (
 	"time"
 
 	"modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/morango-sync/morango/ids"
 	"github.com/morango-sync/morango/profile"
@@ -182,6 +183,11 @@ func newDB(abs string, opts *Options) (*DB, error) {
 // load reads the installed profile and checks it against the app's schema.
 func (db *DB) load(ctx context.Context) error {
 	v, err := schemaVersion(ctx, db.w)
+	var se *sqlite.Error
+	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_NOTADB {
+		return withHint(fmt.Errorf("open database %s: %w", db.path, err),
+			"--db names the app's SQLite database file; this file is not one (or is encrypted)")
+	}
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", db.path, err)
 	}

@@ -133,7 +133,7 @@ Example:
 			}
 			req, key, err := certs.NewRequest(def, params, db.Profile().Name)
 			if err != nil {
-				return err
+				return &exitError{code: ExitFailure, err: err, hint: "give each parameter the scope takes once, as --param KEY=VALUE"}
 			}
 			data, err := json.MarshalIndent(req, "", "  ")
 			if err != nil {
@@ -257,7 +257,12 @@ Example:
 			}
 			links, err := certs.ParseChain(data)
 			if err != nil {
-				return fmt.Errorf("chain %s: %w", c.Args().First(), err)
+				if _, rerr := certs.ParseRequest(data); rerr == nil {
+					return &exitError{code: ExitFailure, err: fmt.Errorf("%s is a certificate request, not a chain", c.Args().First()),
+						hint: "grant it on the device that holds the parent certificate (morango cert grant), then import the chain that writes"}
+				}
+				return &exitError{code: ExitFailure, err: fmt.Errorf("chain %s: %w", c.Args().First(), err),
+					hint: "import the chain file 'morango cert grant' wrote (-o)"}
 			}
 			verified, err := certs.VerifyChain(links, db.Profile())
 			if err != nil {

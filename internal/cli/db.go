@@ -34,7 +34,7 @@ Example:
 		Action: func(c *cli.Context) error {
 			p, err := profile.Load(c.String("profile"))
 			if err != nil {
-				return err
+				return &exitError{code: ExitFailure, err: err, hint: "fix the profile file (docs/profile.md describes it); nothing was installed"}
 			}
 			db, err := store.Init(c.Context, c.String("db"), p, nil)
 			if err != nil {

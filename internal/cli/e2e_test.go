@@ -551,3 +551,56 @@ func TestKilledImport(t *testing.T) {
 		t.Errorf("only %d of %d runs were stopped before their commit", interrupted, len(triggers))
 	}
 }
+
+// The mistakes a person makes get one clear error, with a hint, exit code
+// 1, and change nothing.
+func TestMistakesSayWhatToDo(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 2)
+	good := filepath.Join(f.dir, "good.bundle")
+	ok(t, "export", "--db", f.fac.path, "--cert", f.root, "-o", good, "--quiet")
+	data, err := os.ReadFile(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	flipped := filepath.Join(f.dir, "flipped.bundle")
+	data[len(data)/2] ^= 0x40
+	if err := os.WriteFile(flipped, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	notDB := filepath.Join(f.dir, "notes.txt")
+	cutProfile := filepath.Join(f.dir, "cut.json")
+	request := filepath.Join(f.dir, "tablet.request")
+	for _, p := range []struct {
+		path, text string
+	}{{notDB, "shopping list\n"}, {cutProfile, `{"profile": "facilitydata", "models": [`}} {
+		if err := os.WriteFile(p.path, []byte(p.text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ok(t, "cert", "request", "--db", f.city.path, "--scope", "full-facility", "--param", "dataset_id="+f.root, "-o", request)
+	empty := newApp(t, f.dir, "empty")
+
+	before := f.city.state()
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"import", "--db", f.city.path, flipped}, "writes it anew at its next exchange"},
+		{[]string{"status", "--db", notDB}, "file is not a database"},
+		{[]string{"init", "--db", empty.path, "--profile", cutProfile}, "ends before it is complete"},
+		{[]string{"cert", "import", "--db", f.city.path, request}, "is a certificate request, not a chain"},
+		{[]string{"cert", "request", "--db", f.city.path, "--scope", "single-user", "--param", "dataset_id=" + f.root, "-o", request + "2"}, "it needs user_id"},
+	} {
+		r := morango(t, c.args...)
+		if r.code != 1 || !hasHint(r.stderr) || !strings.Contains(r.stderr, c.says) {
+			t.Errorf("%v: want exit 1, %q and a hint: %s", c.args[:2], c.says, r)
+		}
+		if n := strings.Count(r.stderr, c.says); n != 1 {
+			t.Errorf("%v: the error is printed %d times: %s", c.args[:2], n, r.stderr)
+		}
+	}
+	if d := differ(before, f.city.state()); d != "" {
+		t.Errorf("a refused command changed %s", d)
+	}
+}

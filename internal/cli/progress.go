@@ -57,15 +57,14 @@ func (p *progress) event(e session.Event) {
 		b, _ := json.Marshal(jsonEvent{e, e.Stage.String(), dir})
 		fmt.Fprintf(p.w, "%s\n", b)
 	case "plain":
+		// A failure is left to the error the command prints.
 		switch {
-		case e.Err != "":
-			fmt.Fprintf(p.w, "%s %s: failed: %s\n", dir, e.Stage, e.Err)
 		case e.Kind == session.EventCompleted && e.Push && e.Stage == session.Transferring:
-			fmt.Fprintf(p.w, "export: wrote %d records, %s\n", e.Done, byteSize(e.Bytes))
+			fmt.Fprintf(p.w, "export: wrote %s, %s\n", count(e.Done, "record"), byteSize(e.Bytes))
 		case e.Kind == session.EventCompleted && !e.Push && e.Stage == session.Transferring:
-			fmt.Fprintf(p.w, "import: verified %d records\n", e.Done)
+			fmt.Fprintf(p.w, "import: verified %s\n", count(e.Done, "record"))
 		case e.Kind == session.EventCompleted && !e.Push && e.Stage == session.Dequeuing:
-			fmt.Fprintf(p.w, "import: merged %d records\n", e.Done)
+			fmt.Fprintf(p.w, "import: merged %s\n", count(e.Done, "record"))
 		}
 	case "bar":
 		if e.Kind == session.EventStarted {

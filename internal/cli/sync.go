@@ -102,9 +102,11 @@ Example:
 						// Interrupted: the import under way was rolled back.
 						return fmt.Errorf("import %s: %w", path, c.Context.Err())
 					}
-					fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", path, err)
+					if c.NArg() > 1 { // the others go on; the first error ends the command
+						fmt.Fprintf(c.App.ErrWriter, "%s: %v\n", path, err)
+					}
 					if firstErr == nil {
-						firstErr = fmt.Errorf("import %s: %w", path, err)
+						firstErr = fmt.Errorf("import: %w", err)
 					}
 					continue
 				}
