@@ -22,12 +22,17 @@ type ImportOptions struct {
 
 // ImportResult says what an import did.
 type ImportResult struct {
-	TransferID string              `json:"transfer_id"`
-	Sender     string              `json:"sender_instance"`
-	SenderCert string              `json:"sender_certificate"`
-	Filter     []string            `json:"filter"`
-	Resumed    bool                `json:"resumed"`
-	Store      *store.ImportResult `json:"result"`
+	TransferID string   `json:"transfer_id"`
+	Sender     string   `json:"sender_instance"`
+	SenderCert string   `json:"sender_certificate"`
+	Filter     []string `json:"filter"`
+	Resumed    bool     `json:"resumed"`
+	// ForOther is the device the bundle was written for, when another:
+	// what this device may read of it is applied, but the sender's
+	// counters are not claimed (the bundle held only what that device
+	// lacked).
+	ForOther string              `json:"for_other_instance,omitempty"`
+	Store    *store.ImportResult `json:"result"`
 }
 
 // batchSize is the number of records merged per store round trip, and
@@ -106,6 +111,9 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 	trust := func(*IncomingHeader) (*certs.Certificate, error) { return signer, nil }
 
 	res := &ImportResult{TransferID: h.TransferID, Sender: h.SenderInstance, SenderCert: h.SenderCert, Filter: h.Filter}
+	if h.RecipientInst != "" && h.RecipientInst != me {
+		res.ForOther = h.RecipientInst
+	}
 	t, err := db.ActiveTransfer(ctx, inc.Digest())
 	if err != nil {
 		return nil, err

@@ -1553,9 +1553,11 @@ func TestMisdeliveredBundle(t *testing.T) {
 		t.Fatalf("bundle for B holds %d records, want the new one only", res.Records)
 	}
 	// The bundle for B is carried to C.
-	_, err := session.Import(s.ctx, c.db, &session.DiskConnection{Bundle: bf.path}, session.ImportOptions{})
+	got, err := session.Import(s.ctx, c.db, &session.DiskConnection{Bundle: bf.path}, session.ImportOptions{})
 	if err != nil {
 		t.Logf("import of a bundle addressed to another device refused: %v", err)
+	} else if got.ForOther != b.inst {
+		t.Errorf("the import's result does not say the bundle was written for another device: %q", got.ForOther)
 	}
 	// C must still be able to get the old record from A.
 	bf2, res2 := s.export(a, c.idx, s.writeManifest(c), true)

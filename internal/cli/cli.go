@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"runtime/debug"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -50,6 +51,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 	app := &cli.App{
 		Name:                 "morango",
 		Usage:                "sync SQLite databases between devices by signed bundle files",
+		Version:              version(),
 		Writer:               stdout,
 		ErrWriter:            stderr,
 		EnableBashCompletion: true,
@@ -122,4 +124,20 @@ func ExitCode(ctx context.Context, err error, stderr io.Writer) int {
 		return ce.ExitCode()
 	}
 	return ExitFailure
+}
+
+// version is the module's version and, for a build from a clone, its
+// commit, as the Go toolchain recorded them.
+func version() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	v := bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+			v += " (commit " + s.Value[:12] + ")"
+		}
+	}
+	return v
 }

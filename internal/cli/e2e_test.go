@@ -603,3 +603,12 @@ func TestMistakesSayWhatToDo(t *testing.T) {
 		t.Errorf("a refused command changed %s", d)
 	}
 }
+
+// --version answers, as a person checking which build a device runs
+// expects.
+func TestVersion(t *testing.T) {
+	r := ok(t, "--version")
+	if !strings.HasPrefix(r.stdout, "morango version ") {
+		t.Errorf("--version: %s", r)
+	}
+}

@@ -136,6 +136,9 @@ func printImport(c *cli.Context, path string, r *session.ImportResult) {
 		printf(c, ", %d pending (see morango status)", s.Deserialize.Pending)
 	}
 	printf(c, "\n")
+	if r.ForOther != "" {
+		printf(c, "  note: written for another device (%s); what this device may read of it was applied, and the bundle written for this device brings the rest\n", r.ForOther)
+	}
 	for _, rf := range s.Refusals {
 		printf(c, "  refused %s %s in %q: %s\n", rf.ModelName, rf.ID, rf.Partition, rf.Reason)
 	}
