@@ -42,7 +42,7 @@ type ExchangeOptions struct {
 // FileResult is what an exchange did with one file.
 type FileResult struct {
 	File    string        `json:"file"`
-	Action  string        `json:"action"` // imported, skipped, failed, interrupted, exported, removed, up to date, wrote manifest
+	Action  string        `json:"action"` // imported, skipped, failed, interrupted, exported, removed, up to date, retired, wrote manifest
 	Reason  string        `json:"reason,omitempty"`
 	Import  *ImportResult `json:"import,omitempty"`
 	Export  *ExportResult `json:"export,omitempty"`
@@ -174,6 +174,28 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	for _, n := range manifests {
 		peer := strings.TrimSuffix(n, manifestSuffix)
 		if peer == in.ID {
+			continue
+		}
+		// This database's identity before it was moved: nobody will
+		// import for it again, and every device would go on writing
+		// bundles for it. Its manifest and the bundles to it go.
+		former, was, err := db.FormerSelf(ctx, peer)
+		if err != nil {
+			return res, err
+		}
+		if former {
+			for _, b := range bundles {
+				if strings.HasSuffix(b, "-to-"+peer+bundleSuffix) {
+					if err := fs.Remove(filepath.Join(dir, b)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+						return res, err
+					}
+				}
+			}
+			if err := fs.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+				return res, err
+			}
+			res.Files = append(res.Files, &FileResult{File: n, Peer: peer, Action: "retired",
+				Reason: "this database before it moved from " + was})
 			continue
 		}
 		fr := &FileResult{File: BundleName(in.ID, peer), Peer: peer}

@@ -1,12 +1,16 @@
 package session
 
 import (
+	"database/sql"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/morango-sync/morango/ids"
+	"github.com/morango-sync/morango/store"
 )
 
 // TestExchange carries one folder, standing in for a USB stick, between
@@ -219,5 +223,106 @@ func TestExchangeUpToDate(t *testing.T) {
 	}
 	if a := actions(fac)[cityID.ID]; a != "up to date" {
 		t.Errorf("facility to city, with no bundle on the stick: %q, want up to date", a)
+	}
+}
+
+// A database moved to another folder of the same machine syncs as a new
+// device (its instance id changes). Its old identity's manifest would stay
+// on the stick, and every device would go on writing bundles for it at
+// every visit: the moved database's first exchange retires it, and the
+// bundles to it. A copy whose original is still in place retires nothing.
+func TestMovedDatabaseRetiresItsOldIdentity(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	home := newDevice(t, "home")
+	grant(t, fac, home, "full-facility", map[string]string{"dataset_id": f.dataset})
+	visit := func(d *device) *ExchangeResult {
+		t.Helper()
+		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	old, err := home.db.Instance(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	visit(home)
+	visit(fac) // a bundle for home's old identity
+	fac.exec(`UPDATE classroom SET name = 'Class 9' WHERE id = ?`, f.classroom)
+	visit(fac)
+
+	// A copy elsewhere, the original still in place: nothing is retired.
+	copyPath := filepath.Join(t.TempDir(), "copy.sqlite3")
+	if _, err := home.app.Exec(`VACUUM INTO ?`, copyPath); err != nil {
+		t.Fatal(err)
+	}
+	same := &store.Options{SystemID: "sys-home", NodeID: "node-home"} // this machine, as newDevice gives it
+	cp, err := store.Open(t.Context(), copyPath, same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := Exchange(t.Context(), cp, stick, ExchangeOptions{CertID: home.cert})
+	cp.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, fr := range r.Files {
+		if fr.Action == "retired" {
+			t.Errorf("a copy retired %s while its original is in place", fr.File)
+		}
+	}
+
+	// The move.
+	if err := home.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	home.app.Close()
+	moved := filepath.Join(t.TempDir(), "home.sqlite3")
+	if err := os.Rename(home.path, moved); err != nil {
+		t.Fatal(err)
+	}
+	db, err := store.Open(t.Context(), moved, same)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	r, err = Exchange(t.Context(), db, stick, ExchangeOptions{CertID: home.cert})
+	if err != nil {
+		t.Fatal(err)
+	}
+	retired := false
+	for _, fr := range r.Files {
+		retired = retired || fr.Action == "retired" && fr.Peer == old.ID
+	}
+	if !retired {
+		t.Errorf("the moved database did not retire its old identity: %+v", r.Files)
+	}
+	names, _ := os.ReadDir(stick)
+	for _, n := range names {
+		if strings.Contains(n.Name(), old.ID) {
+			t.Errorf("%s is still on the stick", n.Name())
+		}
+	}
+	r = visit(fac)
+	for _, fr := range r.Files {
+		if fr.Peer == old.ID {
+			t.Errorf("the facility still writes for the old identity: %+v", fr)
+		}
+	}
+	if _, err := Exchange(t.Context(), db, stick, ExchangeOptions{CertID: home.cert}); err != nil {
+		t.Fatal(err)
+	}
+	app, err := sql.Open("sqlite", moved)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	var name string
+	if err := app.QueryRow(`SELECT name FROM classroom WHERE id = ?`, f.classroom).Scan(&name); err != nil || name != "Class 9" {
+		t.Errorf("the moved database lacks the facility's edit: %q %v", name, err)
 	}
 }

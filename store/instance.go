@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
 	"os"
 	"runtime"
@@ -154,6 +155,34 @@ func (db *DB) currentInstance(ctx context.Context) (*Instance, error) {
 	}
 	db.instance = &inst
 	return db.instance, nil
+}
+
+// FormerSelf reports whether id is an instance this database had before
+// it was moved on this same system: the file it was recorded at is gone,
+// so that instance will never sync again (this one carries on its data).
+// It returns where that file was. A file still there may be a copy in
+// use, and an instance of another system may be a copy on another device:
+// neither is reported.
+func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
+	in, err := db.Instance(ctx)
+	if err != nil || id == in.ID {
+		return false, "", err
+	}
+	var path, system string
+	err = db.r.QueryRowContext(ctx, `SELECT db_path, system_id FROM morango_instanceid WHERE id = ? AND current = 0`, id).Scan(&path, &system)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, "", nil
+	}
+	if err != nil {
+		return false, "", err
+	}
+	if path == "" || system != in.SystemID {
+		return false, "", nil
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		return false, "", nil
+	}
+	return true, path, nil
 }
 
 // Instance returns this database's current instance.
