@@ -392,6 +392,13 @@ func (d *demo) check() error {
 			st.outside, yes(st.conflict), yes(st.deleted && st.appDeleted), yes(st.erased && st.appErased), yes(st.fresh))
 	}
 	tw.Flush()
+	fmt.Fprintln(d.w, `
+facility digest: a hash of every record the device holds, with its versions and history (equal
+digests: identical data); home may read only its learner's and the shared data, so its digest is
+its learner digest.
+learner digest: the same hash over the learner's and the shared data, which every device holds.
+outside scope: records a device holds but its certificate may not read (must be 0).
+conflict kept, deletion, hard delete, new lesson: the story's events arrived on the device.`)
 
 	var problems []string
 	ref := states["facility"]
