@@ -113,7 +113,7 @@ func jsonError(err error) error {
 		return &Error{Field: te.Field, Err: fmt.Errorf("a JSON %s cannot be a %s", te.Value, te.Type)}
 	case errors.As(err, &se):
 		return fmt.Errorf("%w at byte %d: the file is not JSON there", err, se.Offset)
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF):
 		return fmt.Errorf("%w: the JSON ends before it is complete (a missing } or ], or a cut file)", err)
 	case strings.HasPrefix(err.Error(), "json: unknown field "):
 		return fmt.Errorf("%s: no such field; docs/profile.md lists the fields", strings.TrimPrefix(err.Error(), "json: "))

@@ -138,7 +138,12 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		r, err := Import(ctx, db, &DiskConnection{FS: fs, Bundle: path}, ImportOptions{Observer: opts.Observer})
 		if err != nil {
 			if ctx.Err() != nil {
+				// Stopped before its commit (nothing applied), or after it,
+				// in the bookkeeping the next run completes.
 				fr.Action, fr.Reason = "interrupted", "nothing of it was applied"
+				if ok, _ := db.AppliedBundle(context.WithoutCancel(ctx), h.TransferID); ok {
+					fr.Reason = "applied; the bookkeeping after it is completed by the next run"
+				}
 				return res, fmt.Errorf("%s: %w", fr.File, ctx.Err())
 			}
 			fr.Action, fr.Reason = "failed", err.Error()

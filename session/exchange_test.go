@@ -21,11 +21,7 @@ import (
 // the learner's work has reached both.
 func TestExchange(t *testing.T) {
 	stick := t.TempDir()
-	fac := newDevice(t, "facility")
-	fac.root()
-	f := seedFacility(fac)
-	city := newDevice(t, "city")
-	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	fac, city, f := facilityAnd(t, "city")
 	home := newDevice(t, "home")
 	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
 	devices := []*device{fac, home, city}
@@ -190,11 +186,7 @@ func TestExchange(t *testing.T) {
 // date, and says it removed a bundle only when one to that peer was there.
 func TestExchangeUpToDate(t *testing.T) {
 	stick := t.TempDir()
-	fac := newDevice(t, "facility")
-	fac.root()
-	f := seedFacility(fac)
-	city := newDevice(t, "city")
-	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	fac, city, _ := facilityAnd(t, "city")
 	actions := func(d *device) map[string]string {
 		t.Helper()
 		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert})
@@ -233,11 +225,7 @@ func TestExchangeUpToDate(t *testing.T) {
 // bundles to it. A copy whose original is still in place retires nothing.
 func TestMovedDatabaseRetiresItsOldIdentity(t *testing.T) {
 	stick := t.TempDir()
-	fac := newDevice(t, "facility")
-	fac.root()
-	f := seedFacility(fac)
-	home := newDevice(t, "home")
-	grant(t, fac, home, "full-facility", map[string]string{"dataset_id": f.dataset})
+	fac, home, f := facilityAnd(t, "home")
 	visit := func(d *device) *ExchangeResult {
 		t.Helper()
 		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert})
@@ -261,10 +249,7 @@ func TestMovedDatabaseRetiresItsOldIdentity(t *testing.T) {
 		t.Fatal(err)
 	}
 	same := &store.Options{SystemID: "sys-home", NodeID: "node-home"} // this machine, as newDevice gives it
-	cp, err := store.Open(t.Context(), copyPath, same)
-	if err != nil {
-		t.Fatal(err)
-	}
+	cp, _ := openAt(t, copyPath, same)
 	r, err := Exchange(t.Context(), cp, stick, ExchangeOptions{CertID: home.cert})
 	cp.Close()
 	if err != nil {
@@ -285,11 +270,7 @@ func TestMovedDatabaseRetiresItsOldIdentity(t *testing.T) {
 	if err := os.Rename(home.path, moved); err != nil {
 		t.Fatal(err)
 	}
-	db, err := store.Open(t.Context(), moved, same)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
+	db, _ := openAt(t, moved, same)
 	r, err = Exchange(t.Context(), db, stick, ExchangeOptions{CertID: home.cert})
 	if err != nil {
 		t.Fatal(err)
@@ -325,4 +306,33 @@ func TestMovedDatabaseRetiresItsOldIdentity(t *testing.T) {
 	if err := app.QueryRow(`SELECT name FROM classroom WHERE id = ?`, f.classroom).Scan(&name); err != nil || name != "Class 9" {
 		t.Errorf("the moved database lacks the facility's edit: %q %v", name, err)
 	}
+}
+
+// facilityAnd makes the facility (root, seeded) and a device with a
+// full-facility certificate.
+func facilityAnd(t *testing.T, name string) (fac, d *device, f facilityData) {
+	t.Helper()
+	fac = newDevice(t, "facility")
+	fac.root()
+	f = seedFacility(fac)
+	d = newDevice(t, name)
+	grant(t, fac, d, "full-facility", map[string]string{"dataset_id": f.dataset})
+	return fac, d, f
+}
+
+// openAt opens the database file at path as the store of a device with
+// opts, and returns it with its instance id; it is closed at the test's
+// end.
+func openAt(t *testing.T, path string, opts *store.Options) (*store.DB, string) {
+	t.Helper()
+	db, err := store.Open(t.Context(), path, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	in, err := db.Instance(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return db, in.ID
 }

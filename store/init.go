@@ -31,6 +31,9 @@ func Init(ctx context.Context, path string, p *profile.Profile, opts *Options) (
 		return nil, err
 	}
 	if err := db.install(ctx, p); err != nil {
+		if notADatabase(err) {
+			err = withHint(fmt.Errorf("init %s: %w", path, err), notADatabaseHint)
+		}
 		db.Close()
 		return nil, err
 	}

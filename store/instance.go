@@ -158,26 +158,31 @@ func (db *DB) currentInstance(ctx context.Context) (*Instance, error) {
 }
 
 // FormerSelf reports whether id is an instance this database had before
-// it was moved on this same system: the file it was recorded at is gone,
-// so that instance will never sync again (this one carries on its data).
-// It returns where that file was. A file still there may be a copy in
-// use, and an instance of another system may be a copy on another device:
-// neither is reported.
+// it was moved on this same device, which will never sync again (this one
+// carries on its data): an earlier instance of the same system and node
+// ids (both known) whose file is gone, or is this very file (a drive
+// mounted elsewhere and back). It returns where that file was. A file
+// still there may be a copy in use, and an instance of other system or
+// node ids may be a copy on another device (machines made from one image
+// share a machine id): neither is reported.
 func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
 	in, err := db.Instance(ctx)
-	if err != nil || id == in.ID {
+	if err != nil || id == in.ID || in.SystemID == "" || in.NodeID == "" {
 		return false, "", err
 	}
-	var path, system string
-	err = db.r.QueryRowContext(ctx, `SELECT db_path, system_id FROM morango_instanceid WHERE id = ? AND current = 0`, id).Scan(&path, &system)
+	var path, system, node string
+	err = db.r.QueryRowContext(ctx, `SELECT db_path, system_id, node_id FROM morango_instanceid WHERE id = ? AND current = 0`, id).Scan(&path, &system, &node)
 	if errors.Is(err, sql.ErrNoRows) {
 		return false, "", nil
 	}
 	if err != nil {
 		return false, "", err
 	}
-	if path == "" || system != in.SystemID {
+	if path == "" || system != in.SystemID || node != in.NodeID {
 		return false, "", nil
+	}
+	if path == db.path {
+		return true, path, nil
 	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		return false, "", nil

@@ -183,10 +183,8 @@ func newDB(abs string, opts *Options) (*DB, error) {
 // load reads the installed profile and checks it against the app's schema.
 func (db *DB) load(ctx context.Context) error {
 	v, err := schemaVersion(ctx, db.w)
-	var se *sqlite.Error
-	if errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_NOTADB {
-		return withHint(fmt.Errorf("open database %s: %w", db.path, err),
-			"--db names the app's SQLite database file; this file is not one (or is encrypted)")
+	if notADatabase(err) {
+		return withHint(fmt.Errorf("open database %s: %w", db.path, err), notADatabaseHint)
 	}
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", db.path, err)
@@ -302,3 +300,12 @@ func quote(name string) string {
 func literal(s string) string {
 	return "'" + strings.ReplaceAll(s, "'", "''") + "'"
 }
+
+// notADatabase reports whether err is SQLite finding that the file is not
+// a database.
+func notADatabase(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_NOTADB
+}
+
+const notADatabaseHint = "--db names the app's SQLite database file; this file is not one (or is encrypted)"

@@ -108,7 +108,7 @@ func ExitCode(ctx context.Context, err error, stderr io.Writer) int {
 		// Every write is a transaction: what finished is kept whole, and
 		// the step under way left nothing behind.
 		fmt.Fprintf(stderr, "morango: interrupted (%v)\n", err)
-		fmt.Fprintf(stderr, "hint: every step that had finished is kept, and the one under way left nothing behind; run the same command again to finish\n")
+		fmt.Fprintf(stderr, "hint: what was applied is kept whole, and nothing is half-applied; run the same command again to finish\n")
 		return ExitInterrupted
 	}
 	fmt.Fprintf(stderr, "morango: %v\n", err)

@@ -612,3 +612,35 @@ func TestVersion(t *testing.T) {
 		t.Errorf("--version: %s", r)
 	}
 }
+
+// 'morango init --db' is where a person first names the app's database:
+// the file that is not a database gets the hint there too, and a profile
+// cut to nothing (a copy that failed) says it is cut short, as a profile
+// cut anywhere else does.
+func TestInitMistakesSayWhatToDo(t *testing.T) {
+	dir := t.TempDir()
+	prof, err := filepath.Abs(filepath.Join("testdata", "profile.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	notDB := filepath.Join(dir, "notes.txt")
+	emptyProfile := filepath.Join(dir, "empty.json")
+	for p, text := range map[string]string{notDB: "shopping list\n", emptyProfile: ""} {
+		if err := os.WriteFile(p, []byte(text), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	app := newApp(t, dir, "app")
+	for _, c := range []struct {
+		args []string
+		says string
+	}{
+		{[]string{"init", "--db", notDB, "--profile", prof}, "this file is not one"},
+		{[]string{"init", "--db", app.path, "--profile", emptyProfile}, "ends before it is complete"},
+	} {
+		r := morango(t, c.args...)
+		if r.code != 1 || !hasHint(r.stderr) || !strings.Contains(r.stderr, c.says) {
+			t.Errorf("%v: want exit 1, %q and a hint: %s", c.args, c.says, r)
+		}
+	}
+}
