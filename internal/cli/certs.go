@@ -69,9 +69,14 @@ func certRootCommand() *cli.Command {
 		Description: `The root's id becomes its primary scope parameter (for full-facility, the
 dataset id): the app's data for that root lives under partitions that start with it.
 
+A device that already holds a certificate of its own (a root, or one granted to it) is
+refused unless --another is given: a second root starts another facility, whose data
+the first one's devices never see. A device joins an existing facility with 'cert request'.
+
 Example:
    morango cert root --db facility.sqlite3 --scope full-facility`,
-		Flags: []cli.Flag{dbFlag, &cli.StringFlag{Name: "scope", Usage: "the scope definition `ID`", Required: true}, paramFlag, jsonFlag},
+		Flags: []cli.Flag{dbFlag, &cli.StringFlag{Name: "scope", Usage: "the scope definition `ID`", Required: true}, paramFlag, jsonFlag,
+			&cli.BoolFlag{Name: "another", Usage: "make a root even though this device holds a certificate already"}},
 		Action: func(c *cli.Context) error {
 			db, err := openDB(c)
 			if err != nil {
@@ -85,6 +90,19 @@ Example:
 			params, err := parseParams(c.StringSlice("param"))
 			if err != nil {
 				return err
+			}
+			if !c.Bool("another") {
+				held, err := db.Certificates(c.Context)
+				if err != nil {
+					return err
+				}
+				for _, h := range held {
+					if h.PrivateKey != "" {
+						return &exitError{code: ExitFailure,
+							err:  fmt.Errorf("this device already holds certificate %s (%s %s): a new root would start another facility", h.Link.ID, h.Scope, h.Params),
+							hint: "to join a facility, run 'morango cert request' and have it granted; to start another one on this device, add --another"}
+					}
+				}
 			}
 			root, err := certs.NewRoot(def, params)
 			if err != nil {

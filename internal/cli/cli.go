@@ -113,8 +113,11 @@ func ExitCode(ctx context.Context, err error, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "morango: %v\n", err)
 	var h interface{ Hint() string }
-	if errors.As(err, &h) && h.Hint() != "" {
+	switch {
+	case errors.As(err, &h) && h.Hint() != "":
 		fmt.Fprintf(stderr, "hint: %s\n", h.Hint())
+	case errors.As(err, &ue):
+		fmt.Fprintf(stderr, "hint: add --help to the command for its flags and an example (morango --help lists the commands)\n")
 	}
 	if errors.As(err, &ue) {
 		return ExitUsage

@@ -202,7 +202,7 @@ func TestPrivateKeysStayInTheDatabase(t *testing.T) {
 	if err := json.Unmarshal([]byte(run(false, "cert", "root", "--db", laptop, "--scope", "full-facility", "--json")), &root); err != nil {
 		t.Fatal(err)
 	}
-	run(false, "cert", "root", "--db", laptop, "--scope", "full-facility")
+	run(false, "cert", "root", "--db", laptop, "--scope", "full-facility", "--another")
 	learner := strings.Repeat("b", 32)
 	run(false, "cert", "request", "--db", tablet, "--scope", "single-user",
 		"--param", "dataset_id="+root.ID, "--param", "user_id="+learner, "-o", at("tablet.request"))
