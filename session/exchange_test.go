@@ -336,3 +336,49 @@ func openAt(t *testing.T, path string, opts *store.Options) (*store.DB, string) 
 	}
 	return db, in.ID
 }
+
+// A device that is gone is forgotten by name: its manifest and the bundles
+// to it leave the stick, and nobody writes for it again; what it wrote
+// stays. A name that matches nothing is refused with the devices listed.
+func TestForget(t *testing.T) {
+	stick := t.TempDir()
+	var fac, city *device
+	visit := func(d *device) *ExchangeResult {
+		t.Helper()
+		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert, Name: d.name})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	fac, city, f := facilityAnd(t, "city")
+	visit(city)
+	visit(fac)
+	city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES (?, ?, 'from city')`, ids.Random(), f.dataset)
+	visit(city) // city writes a bundle for facility too
+	cityID := city.instance()
+	facID := fac.instance()
+
+	if _, _, err := Forget(nil, stick, "tablet-9"); err == nil || !strings.Contains(hintOf(err), "(city)") {
+		t.Errorf("forget of a name nobody has: %v (hint %q), want a refusal listing the devices", err, hintOf(err))
+	}
+	id, removed, err := Forget(nil, stick, "city")
+	if err != nil || id != cityID {
+		t.Fatalf("forget city: %s %v", id, err)
+	}
+	if !slices.Contains(removed, ManifestName(cityID)) || !slices.Contains(removed, BundleName(facID, cityID)) {
+		t.Errorf("removed %v, want city's manifest and the bundle to it", removed)
+	}
+	if _, err := os.Stat(filepath.Join(stick, BundleName(cityID, facID))); err != nil {
+		t.Errorf("the bundle city wrote is gone: %v", err)
+	}
+	for _, fr := range visit(fac).Files {
+		if fr.Peer == cityID {
+			t.Errorf("facility still writes for the forgotten city: %+v", fr)
+		}
+	}
+	visit(city) // city was not gone after all: it is back
+	if _, err := os.Stat(filepath.Join(stick, ManifestName(cityID))); err != nil {
+		t.Errorf("city's manifest is not back after its exchange: %v", err)
+	}
+}

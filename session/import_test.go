@@ -822,9 +822,15 @@ func nextHex(c byte) byte {
 }
 
 // hasHint reports whether err carries a line telling the user what to do.
-func hasHint(err error) bool {
+func hasHint(err error) bool { return hintOf(err) != "" }
+
+// hintOf is the line err carries telling the user what to do, or "".
+func hintOf(err error) string {
 	var h interface{ Hint() string }
-	return errors.As(err, &h) && h.Hint() != ""
+	if errors.As(err, &h) {
+		return h.Hint()
+	}
+	return ""
 }
 
 // TestRejectedBundles imports, into a device that already holds data, one

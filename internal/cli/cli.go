@@ -80,6 +80,7 @@ func commands() []*cli.Command {
 		importCommand(),
 		manifestCommand(),
 		exchangeCommand(),
+		forgetCommand(),
 		inspectCommand(),
 		conflictsCommand(),
 		resolveCommand(),

@@ -277,3 +277,34 @@ func (e *exitError) ExitCode() int { return e.code }
 func (e *exitError) Hint() string  { return e.hint }
 
 var _ = store.ErrAlreadyApplied
+
+func forgetCommand() *cli.Command {
+	return &cli.Command{
+		Name:      "forget",
+		Usage:     "stop devices writing bundles for a device that is gone",
+		ArgsUsage: "DIR DEVICE",
+		Description: `Removes from the exchange folder DIR the manifest of DEVICE (its instance id, 8 or
+more of its first characters, or the name it was given with --name) and the bundles
+written for it, so that the devices visiting DIR stop writing bundles for it: a tablet
+that was lost, or a database moved to another machine (which syncs as a new device).
+The bundles it wrote stay. A device forgotten by mistake writes its manifest again at
+its next exchange. Needs no database.
+
+Example:
+   morango forget /media/usb/morango tablet-7`,
+		Action: func(c *cli.Context) error {
+			if c.NArg() != 2 {
+				return usagef("forget: name the folder and the device")
+			}
+			id, removed, err := session.Forget(nil, c.Args().Get(0), c.Args().Get(1))
+			if err != nil {
+				return err
+			}
+			printf(c, "forgot %s\n", id)
+			for _, n := range removed {
+				printf(c, "  removed   %s\n", n)
+			}
+			return nil
+		},
+	}
+}
