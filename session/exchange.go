@@ -189,14 +189,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			return res, err
 		}
 		if former {
-			for _, b := range bundles {
-				if strings.HasSuffix(b, "-to-"+peer+bundleSuffix) {
-					if err := fs.Remove(filepath.Join(dir, b)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
-						return res, err
-					}
-				}
-			}
-			if err := fs.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			if _, err := removePeer(fs, dir, names, peer); err != nil {
 				return res, err
 			}
 			res.Files = append(res.Files, &FileResult{File: n, Peer: peer, Action: "retired",

@@ -50,18 +50,25 @@ func Forget(fs bundle.FS, dir, who string) (string, []string, error) {
 		return "", nil, hinted(fmt.Errorf("%q names %d devices in %s", who, len(matches), dir),
 			"give more of the instance id; the folder holds: %s", listOr(known))
 	}
-	id := matches[0]
+	removed, err := removePeer(fs, dir, names, matches[0])
+	return matches[0], removed, err
+}
+
+// removePeer removes, of the files names in dir, the manifest of the
+// device id and the bundles written for it, and returns those removed.
+// The bundles it wrote stay: others may still lack what they hold.
+func removePeer(fs bundle.FS, dir string, names []string, id string) ([]string, error) {
 	var removed []string
 	for _, n := range names {
 		if n != ManifestName(id) && !strings.HasSuffix(n, "-to-"+id+bundleSuffix) {
 			continue
 		}
 		if err := fs.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
-			return id, removed, err
+			return removed, err
 		}
 		removed = append(removed, n)
 	}
-	return id, removed, nil
+	return removed, nil
 }
 
 // manifestName is the device name a manifest gives, "" if it gives none or
