@@ -114,6 +114,15 @@ func isPySpace(r rune) bool {
 // substitute follows Python's string.Template.safe_substitute with the
 // default delimiter "$" and identifiers [_a-zA-Z][_a-zA-Z0-9]*.
 func substitute(t string, params map[string]string) string {
+	return expand(t, func(name string) (string, bool) {
+		v, ok := params[name]
+		return v, ok
+	})
+}
+
+// expand is substitute with the parameters' values from lookup; a name it
+// has no value for stays as written.
+func expand(t string, lookup func(name string) (string, bool)) string {
 	if !strings.Contains(t, "$") {
 		return t
 	}
@@ -131,7 +140,7 @@ func substitute(t string, params map[string]string) string {
 			i += 2
 		case identLen(rest) > 0:
 			n := identLen(rest)
-			if v, ok := params[rest[:n]]; ok {
+			if v, ok := lookup(rest[:n]); ok {
 				b.WriteString(v)
 			} else {
 				b.WriteString(t[i : i+1+n])
@@ -140,7 +149,7 @@ func substitute(t string, params map[string]string) string {
 		case strings.HasPrefix(rest, "{") && identLen(rest[1:]) > 0 &&
 			strings.HasPrefix(rest[1+identLen(rest[1:]):], "}"):
 			n := identLen(rest[1:])
-			if v, ok := params[rest[1:1+n]]; ok {
+			if v, ok := lookup(rest[1 : 1+n]); ok {
 				b.WriteString(v)
 			} else {
 				b.WriteString(t[i : i+3+n])
@@ -159,22 +168,10 @@ func substitute(t string, params map[string]string) string {
 func (d ScopeDefinition) Params() []string {
 	var names []string
 	for _, t := range []string{d.ReadWriteFilterTemplate, d.ReadFilterTemplate, d.WriteFilterTemplate} {
-		for i := 0; i < len(t); i++ {
-			if t[i] != '$' {
-				continue
-			}
-			rest := t[i+1:]
-			switch n := identLen(rest); {
-			case strings.HasPrefix(rest, "$"):
-				i++
-			case n > 0:
-				names = append(names, rest[:n])
-				i += n
-			case strings.HasPrefix(rest, "{") && identLen(rest[1:]) > 0 && strings.HasPrefix(rest[1+identLen(rest[1:]):], "}"):
-				names = append(names, rest[1:1+identLen(rest[1:])])
-				i += 2 + identLen(rest[1:])
-			}
-		}
+		expand(t, func(name string) (string, bool) {
+			names = append(names, name)
+			return "", false
+		})
 	}
 	slices.Sort(names)
 	return slices.Compact(names)
