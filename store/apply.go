@@ -10,7 +10,6 @@ import (
 	"strings"
 	"time"
 
-	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
 	"github.com/morango-sync/morango/fsic"
@@ -875,11 +874,7 @@ func (im *Import) stopDirect(ctx context.Context) error {
 // The tables written directly have no clause or trigger that could undo
 // more (see directTable); errors of the disk or of memory end the import.
 func refused(err error) bool {
-	var se *sqlite.Error
-	if !errors.As(err, &se) {
-		return false
-	}
-	switch se.Code() & 0xff {
+	switch sqliteCode(err) & 0xff {
 	case sqlite3.SQLITE_ERROR, sqlite3.SQLITE_CONSTRAINT, sqlite3.SQLITE_MISMATCH, sqlite3.SQLITE_TOOBIG:
 		return true
 	}

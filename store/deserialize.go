@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -14,7 +13,6 @@ import (
 
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/profile"
-	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 )
 
@@ -644,8 +642,7 @@ func (d *deserializer) writeEach(ctx context.Context, t *tableInfo, cols []strin
 // uniqueClash reports whether err is the app refusing a row for a value
 // another row holds under a unique index.
 func uniqueClash(err error) bool {
-	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE
+	return sqliteCode(err) == sqlite3.SQLITE_CONSTRAINT_UNIQUE
 }
 
 // breakCycle writes what it can of the records rids, each refused for a

@@ -304,8 +304,17 @@ func literal(s string) string {
 // notADatabase reports whether err is SQLite finding that the file is not
 // a database.
 func notADatabase(err error) bool {
+	return sqliteCode(err)&0xff == sqlite3.SQLITE_NOTADB
+}
+
+// sqliteCode is the extended result code of the SQLite error err wraps, 0
+// if it wraps none.
+func sqliteCode(err error) int {
 	var se *sqlite.Error
-	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_NOTADB
+	if !errors.As(err, &se) {
+		return 0
+	}
+	return se.Code()
 }
 
 const notADatabaseHint = "--db names the app's SQLite database file; this file is not one (or is encrypted)"
