@@ -7,6 +7,7 @@ package session
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -138,7 +139,18 @@ func (c *controller) emit(stage Stage, kind EventKind, errText string) {
 // its status on the transfer-session row before and after each one. A stage
 // without an operation completes at once. The first error stops the
 // transfer; its stage is recorded as errored.
-func (c *controller) run(ctx context.Context, ops map[Stage]Operation) error {
+//
+// An error that follows a cancellation is reported as the cancellation:
+// cancelling a context rolls back the transactions and closes the
+// statements that run under it, so the operation that notices may fail
+// with "statement is closed" or "transaction has already been committed or
+// rolled back" instead, and callers must still see an interruption.
+func (c *controller) run(ctx context.Context, ops map[Stage]Operation) (err error) {
+	defer func() {
+		if err != nil && ctx.Err() != nil && !errors.Is(err, ctx.Err()) {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+	}()
 	for _, st := range Stages {
 		c.t.Stage, c.t.Status = st.String(), string(Started)
 		if err := c.save(ctx); err != nil {
