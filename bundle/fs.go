@@ -47,8 +47,33 @@ var _ FS = OSFS{}
 // CreateTemp calls os.CreateTemp.
 func (OSFS) CreateTemp(dir, pattern string) (File, error) { return os.CreateTemp(dir, pattern) }
 
-// Open calls os.Open.
-func (OSFS) Open(name string) (io.ReadCloser, error) { return os.Open(name) }
+// ErrNotRegular is returned by OSFS.Open for a name that is not a regular
+// file (a named pipe, a device, a folder): opening a pipe found on a stick
+// would wait for a writer that never comes.
+var ErrNotRegular = errors.New("not a regular file")
+
+// Open opens a regular file for reading, following symbolic links; it
+// returns ErrNotRegular for any other kind of file, without opening it.
+func (OSFS) Open(name string) (io.ReadCloser, error) {
+	if fi, err := os.Stat(name); err != nil {
+		return nil, err
+	} else if !fi.Mode().IsRegular() {
+		return nil, &os.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	}
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	// The name may have changed kind since it was looked at.
+	if fi, err := f.Stat(); err != nil || !fi.Mode().IsRegular() {
+		f.Close()
+		if err == nil {
+			err = &os.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+		}
+		return nil, err
+	}
+	return f, nil
+}
 
 // Rename calls os.Rename.
 func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, newpath) }
@@ -112,6 +137,9 @@ func WriteFile(fsys FS, path string, write func(io.Writer) error) error {
 // and closed, before it takes path's place. If check fails, the temporary
 // file is removed and a file that was at path is left as it was.
 func WriteFileChecked(fsys FS, path string, write func(io.Writer) error, check func(name string) error) (err error) {
+	if err := MayReplace(fsys, path); err != nil {
+		return err
+	}
 	dir, base := filepath.Split(path)
 	if dir == "" {
 		dir = "."
@@ -169,6 +197,31 @@ func WriteFileChecked(fsys FS, path string, write func(io.Writer) error, check f
 	renamed = true
 	if err := fsys.SyncDir(dir); err != nil {
 		return fmt.Errorf("flush folder %s to the device (the stick may be failing; write the file again): %w", dir, err)
+	}
+	return nil
+}
+
+// sqliteMagic begins every SQLite database file.
+const sqliteMagic = "SQLite format 3\x00"
+
+// MayReplace refuses a path that holds a SQLite database or something
+// other than a regular file: an output name mistyped as the database's
+// (tab completion, swapped flags) would otherwise replace the database
+// with a bundle or a certificate, and the app's data would be gone.
+func MayReplace(fsys FS, path string) error {
+	f, err := fsys.Open(path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case errors.Is(err, ErrNotRegular):
+		return fmt.Errorf("%s is not a regular file (a folder?); name a file to write", path)
+	case err != nil:
+		return nil // the write itself reports what is wrong
+	}
+	defer f.Close()
+	head := make([]byte, len(sqliteMagic))
+	if _, err := io.ReadFull(f, head); err == nil && string(head) == sqliteMagic {
+		return fmt.Errorf("%s is a SQLite database, which writing would replace: name another file to write", path)
 	}
 	return nil
 }

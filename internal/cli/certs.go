@@ -42,6 +42,15 @@ func scopeDefinition(p *profile.Profile, id string) (certs.ScopeDefinition, erro
 }
 
 // writeFileAtomic writes data to path atomically.
+// checkOutput refuses an output file that must not be replaced (a
+// database), before a command does any work.
+func checkOutput(c *cli.Context) error {
+	if err := bundle.MayReplace(bundle.OSFS{}, c.String("output")); err != nil {
+		return &exitError{code: ExitUsage, err: err}
+	}
+	return nil
+}
+
 func writeFileAtomic(path string, data []byte) error {
 	return bundle.WriteFile(bundle.OSFS{}, path, func(w io.Writer) error {
 		_, err := w.Write(data)
@@ -136,6 +145,9 @@ Example:
 		Flags: []cli.Flag{dbFlag, &cli.StringFlag{Name: "scope", Usage: "the scope definition `ID`", Required: true}, paramFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the request `FILE` to write", Required: true}},
 		Action: func(c *cli.Context) error {
+			if err := checkOutput(c); err != nil {
+				return err
+			}
 			db, err := openDB(c)
 			if err != nil {
 				return err
@@ -184,6 +196,9 @@ Example:
 		Action: func(c *cli.Context) error {
 			if c.NArg() != 1 {
 				return usagef("grant: name one request file")
+			}
+			if err := checkOutput(c); err != nil {
+				return err
 			}
 			db, err := openDB(c)
 			if err != nil {

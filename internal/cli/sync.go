@@ -31,6 +31,9 @@ Example:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the bundle `FILE` to write", Required: true},
 			jsonFlag, quietFlag},
 		Action: func(c *cli.Context) error {
+			if err := checkOutput(c); err != nil {
+				return err
+			}
 			db, err := openDB(c)
 			if err != nil {
 				return err
@@ -157,6 +160,9 @@ Example:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the manifest `FILE` to write", Required: true},
 			&cli.StringFlag{Name: "name", Usage: "a name for this device, shown to people"}},
 		Action: func(c *cli.Context) error {
+			if err := checkOutput(c); err != nil {
+				return err
+			}
 			db, err := openDB(c)
 			if err != nil {
 				return err
