@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 
 	"github.com/urfave/cli/v2"
@@ -42,6 +41,23 @@ func scopeDefinition(p *profile.Profile, id string) (certs.ScopeDefinition, erro
 }
 
 // writeFileAtomic writes data to path atomically.
+// maxCertFile bounds what is read of a chain or request file: the
+// largest either may be is a chain's 1 MiB (certs.ParseChain), and a file
+// from a stick may be any size.
+const maxCertFile = 1<<20 + 1
+
+// readCertFile reads a chain or request file, at most maxCertFile bytes of
+// it: a larger file is refused by the parser for its size without being
+// read whole into memory.
+func readCertFile(path string) ([]byte, error) {
+	f, err := bundle.OSFS{}.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(io.LimitReader(f, maxCertFile))
+}
+
 // checkOutput refuses an output file that must not be replaced (a
 // database), before a command does any work.
 func checkOutput(c *cli.Context) error {
@@ -205,7 +221,7 @@ Example:
 				return err
 			}
 			defer db.Close()
-			data, err := os.ReadFile(c.Args().First())
+			data, err := readCertFile(c.Args().First())
 			if err != nil {
 				return err
 			}
@@ -284,7 +300,7 @@ Example:
 				return err
 			}
 			defer db.Close()
-			data, err := os.ReadFile(c.Args().First())
+			data, err := readCertFile(c.Args().First())
 			if err != nil {
 				return err
 			}
@@ -438,7 +454,7 @@ Example:
 			if err != nil {
 				return err
 			}
-			data, err := os.ReadFile(c.Args().First())
+			data, err := readCertFile(c.Args().First())
 			if err != nil {
 				return err
 			}
