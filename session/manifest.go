@@ -1,7 +1,10 @@
 package session
 
 import (
+	"bufio"
 	"context"
+	"crypto/rsa"
+	"fmt"
 	"io"
 	"time"
 
@@ -56,11 +59,31 @@ func WriteManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string,
 	if fs == nil {
 		fs = bundle.OSFS{}
 	}
-	err = bundle.WriteFile(fs, path, func(w io.Writer) error {
+	err = bundle.WriteFileChecked(fs, path, func(w io.Writer) error {
 		return bundle.WriteManifest(w, m, signer.PrivateKey)
+	}, func(tmp string) error {
+		// Read back, as a bundle is: a manifest the stick damaged would
+		// replace a good one, and every peer would refuse it.
+		if err := readBackManifest(fs, tmp, &signer.PrivateKey.PublicKey); err != nil {
+			return hinted(fmt.Errorf("reading back %s: %w", path, err), "the stick may be failing: write the manifest again, or to another stick")
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
 	return m, nil
+}
+
+// readBackManifest reads a manifest just written and verifies it with the
+// key that signed it.
+func readBackManifest(fs bundle.FS, name string, key *rsa.PublicKey) error {
+	f, err := fs.Open(name)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	_, err = bundle.ReadManifest(bufio.NewReader(f), &bundle.ReaderOptions{
+		VerifyManifest: func(*bundle.Manifest) (*rsa.PublicKey, error) { return key, nil }})
+	return err
 }

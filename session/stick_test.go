@@ -34,6 +34,7 @@ func (s *stickFS) Open(name string) (io.ReadCloser, error) {
 	s.mu.Lock()
 	s.opened++
 	n := s.opened
+	s.read = append(s.read, 0) // bytes read through opening n
 	s.mu.Unlock()
 	f, err := s.OSFS.Open(name)
 	if err != nil {
@@ -43,9 +44,6 @@ func (s *stickFS) Open(name string) (io.ReadCloser, error) {
 		f.Close()
 		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.EIO}
 	}
-	s.mu.Lock()
-	s.read = append(s.read, 0)
-	s.mu.Unlock()
 	left := int64(-1)
 	if n == s.failOpen {
 		left = s.readOK
