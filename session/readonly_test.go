@@ -358,3 +358,55 @@ func TestWaitingHardDeletionStaysHard(t *testing.T) {
 		}
 	}
 }
+
+// Two full-facility devices rename the shared classroom concurrently;
+// the learner's tablet receives both versions, and morango conflicts on
+// the tablet lists the conflict, as it does everywhere. The learner (or
+// whoever holds the tablet) runs morango resolve to keep the losing name.
+// The tablet may not write the classroom, so the decision would be a
+// version that could never leave it, and the tablet would show one name
+// and the facility another for good. Resolve refuses a record this device
+// may not write, as morango delete does; the devices still agree after
+// exchanges both ways.
+func TestResolveOutsideWriteScopeIsRefused(t *testing.T) {
+	fac, home, f, dir := learnerTablet(t)
+	city := newDevice(t, "city")
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": f.dataset})
+	fac.sendTo(city, dir, true)
+	fac.exec(`UPDATE classroom SET name = 'Class 4 (facility)' WHERE id = ?`, f.classroom)
+	city.exec(`UPDATE classroom SET name = 'Class 4 (city)' WHERE id = ?`, f.classroom)
+	city.sendTo(fac, dir, true)
+	fac.sendTo(city, dir, true)
+	fac.sendTo(home, dir, true)
+
+	var conflicts []store.Conflict
+	if err := home.db.Conflicts(t.Context(), "classroom", func(c store.Conflict) error {
+		conflicts = append(conflicts, c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(conflicts) != 1 || len(conflicts[0].Lost) != 1 {
+		t.Fatalf("home: conflicts %+v, want the classroom's", conflicts)
+	}
+	_, err := home.db.Resolve(t.Context(), f.classroom, store.VersionName(conflicts[0].Lost[0]))
+	if err == nil || !strings.Contains(err.Error(), "may not write") || !strings.Contains(hintOf(err), "on a device whose certificate may write") {
+		t.Errorf("resolve on a tablet that may not write the classroom: %v (hint %q), want a refusal that says where to resolve", err, hintOf(err))
+	}
+	for range 2 {
+		home.sendTo(fac, dir, true)
+		fac.sendTo(home, dir, true)
+		fac.sendTo(city, dir, true)
+	}
+	names := map[string]string{}
+	for _, d := range []*device{fac, city, home} {
+		var name string
+		if err := d.app.QueryRow(`SELECT name FROM classroom WHERE id = ?`, f.classroom).Scan(&name); err != nil {
+			t.Fatal(err)
+		}
+		names[d.name] = name
+	}
+	if names["home"] != names["facility"] || names["city"] != names["facility"] {
+		t.Errorf("resolve on a tablet that may not write the classroom disagree after exchanges both ways: %v", names)
+	}
+}

@@ -107,6 +107,9 @@ func (db *DB) Resolve(ctx context.Context, id, keep string) (*Resolution, error)
 		if _, err := db.serialize(ctx, tx); err != nil {
 			return err
 		}
+		if err := db.mayWrite(ctx, tx, id, "resolve", "the decision"); err != nil {
+			return err
+		}
 		var r Record
 		err := scanRecord(tx.QueryRowContext(ctx, `SELECT `+recordColumns("s")+` FROM morango_store s
 			WHERE s.id = ? AND s.profile = ?`, id, db.profile.Name), &r)

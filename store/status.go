@@ -143,7 +143,7 @@ func (db *DB) HardDelete(ctx context.Context, model, id string) error {
 				return err
 			}
 		}
-		if err := db.mayWrite(ctx, tx, id); err != nil {
+		if err := db.mayWrite(ctx, tx, id, "hard delete", "the erasure"); err != nil {
 			return err
 		}
 		if _, err := tx.ExecContext(ctx, `INSERT INTO morango_harddeletedmodels (id, profile) VALUES (?, ?) ON CONFLICT DO NOTHING`, id, db.profile.Name); err != nil {
@@ -157,10 +157,11 @@ func (db *DB) HardDelete(ctx context.Context, model, id string) error {
 	})
 }
 
-// mayWrite refuses to erase a record this device may not write, once it
-// holds a certificate's key: the erasure could never leave it. A row that
-// never became a record (it waits with a reason) may go.
-func (db *DB) mayWrite(ctx context.Context, tx *sql.Tx, id string) error {
+// mayWrite refuses an action on a record this device may not write, once
+// it holds a certificate's key: what the action makes (the erasure, the
+// decision) could never leave it. A row that never became a record (it
+// waits with a reason) may go. action names the action, what it makes.
+func (db *DB) mayWrite(ctx context.Context, tx *sql.Tx, id, action, what string) error {
 	w, held, err := db.writeScope(ctx)
 	if err != nil || !held {
 		return err
@@ -174,8 +175,8 @@ func (db *DB) mayWrite(ctx context.Context, tx *sql.Tx, id string) error {
 		return err
 	}
 	if !w.Contains(partition) {
-		return withHint(fmt.Errorf("hard delete: this device may not write partition %s, so the erasure could never leave it", partition),
-			"hard-delete the row on a device whose certificate may write it")
+		return withHint(fmt.Errorf("%s: this device may not write partition %s, so %s could never leave it", action, partition, what),
+			"%s it on a device whose certificate may write partition %s", action, partition)
 	}
 	return nil
 }
