@@ -109,6 +109,13 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 	}
 	me := inst.ID
 	trust := func(*IncomingHeader) (*certs.Certificate, error) { return signer, nil }
+	// A record of a model this device's profile lacks (an app's newer
+	// version) is kept, to be passed on, only from a signer that may write
+	// all this device reads: its data cannot be checked here, and the
+	// devices it is passed to check it against what this device may write.
+	// From a narrower signer it could take an id or, relayed, land in a
+	// partition its writer may not write.
+	relayable := read.IsSubsetOf(sscope.Write)
 
 	res := &ImportResult{TransferID: h.TransferID, Sender: h.SenderInstance, SenderCert: h.SenderCert, Filter: h.Filter}
 	if h.RecipientInst != "" && h.RecipientInst != me {
@@ -144,6 +151,9 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			return "outside what this device may read"
 		}
 		m := db.Profile().Model(r.ModelName)
+		if m == nil && !relayable {
+			return fmt.Sprintf("model %q is not in this device's profile, so its data cannot be checked against what the signer may write (a device with the app's newer version takes it)", r.ModelName)
+		}
 		// Deleted records too: a record of a model holds its id under a
 		// partition the model's rows can have, or it could take the id
 		// of a row of another partition (a deleted user record under the
