@@ -72,6 +72,11 @@ type ExchangeResult struct {
 // that device lacks and may read. Running it in turn on several devices with
 // one stick moves everything everyone may see. A file that fails (tampered,
 // untrusted, truncated) is reported and skipped; the others go on.
+// otherFacility says why a file whose certificate chain is valid but roots
+// in a root this device does not trust is skipped: a stick may serve the
+// devices of several facilities, each of which sees only its own.
+const otherFacility = "a device of another facility (its certificates root in one this device does not trust)"
+
 func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOptions) (*ExchangeResult, error) {
 	fs := opts.FS
 	if fs == nil {
@@ -146,6 +151,10 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 				}
 				return res, fmt.Errorf("%s: %w", fr.File, ctx.Err())
 			}
+			if errors.Is(err, ErrUntrustedRoot) {
+				fr.Action, fr.Reason = "skipped", otherFacility
+				continue
+			}
 			fr.Action, fr.Reason = "failed", err.Error()
 			res.Failed++
 			continue
@@ -203,6 +212,11 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		if err != nil {
 			if ctx.Err() != nil {
 				return res, fmt.Errorf("%s: %w", fr.File, ctx.Err())
+			}
+			if errors.Is(err, ErrUntrustedRoot) {
+				fr.File, fr.Action, fr.Reason = n, "skipped", otherFacility
+				res.Files = append(res.Files, fr)
+				continue
 			}
 			fr.Action, fr.Reason = "failed", err.Error()
 			res.Failed++

@@ -1,0 +1,43 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// One stick travels between two schools (a district officer's stick, or a
+// teacher who works in both), and each school's devices visit the same
+// folder. The other school's manifests and bundles root in a certificate a
+// device does not trust: they are skipped, named as another facility's,
+// and the exchange succeeds; within each school the data still moves.
+func TestStickSharedByTwoFacilities(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 2)
+	stick := filepath.Join(f.dir, "stick")
+	if err := os.Mkdir(stick, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	other := newApp(t, f.dir, "other")
+	ok(t, "init", "--db", other.path, "--profile", f.profile)
+	otherRoot := strings.Fields(ok(t, "cert", "root", "--db", other.path, "--scope", "full-facility").stdout)[0]
+	seed(other, otherRoot, 1, 1)
+	visits := []struct {
+		db   *appDB
+		cert string
+	}{{f.fac, f.root}, {other, otherRoot}, {f.city, f.cityCert}, {other, otherRoot}, {f.fac, f.root}, {f.city, f.cityCert}}
+	for i, v := range visits {
+		r := ok(t, "exchange", "--db", v.db.path, "--cert", v.cert, stick)
+		if i > 0 && !strings.Contains(r.stdout+r.stderr, "another facility") {
+			t.Errorf("visit %d: the other school's files are not named as another facility's:\n%s", i, r)
+		}
+	}
+	if d := differ(f.fac.dump(appTables), f.city.dump(appTables)); d != "" {
+		t.Errorf("the school's two devices differ after sharing the stick with another school: %s", d)
+	}
+	var n int
+	if err := other.db.QueryRow(`SELECT count(*) FROM facilityuser WHERE dataset_id <> ?`, otherRoot).Scan(&n); err != nil || n != 0 {
+		t.Errorf("the other school holds %d users of another facility (%v)", n, err)
+	}
+}
