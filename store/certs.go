@@ -42,6 +42,12 @@ func (db *DB) SaveCertificate(ctx context.Context, c *certs.Certificate, private
 		key = privateKeyPEM
 	}
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		var first bool // the first key this device holds
+		if key != nil {
+			if err := tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM morango_certificate WHERE private_key <> '')`).Scan(&first); err != nil {
+				return fmt.Errorf("save certificate %s: %w", c.ID, err)
+			}
+		}
 		_, err := tx.ExecContext(ctx, `INSERT INTO morango_certificate (id, parent_id, profile, scope_definition_id, scope_version,
 			scope_params, public_key, salt, serialized, signature, private_key, trusted, added_at)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
@@ -52,11 +58,52 @@ func (db *DB) SaveCertificate(ctx context.Context, c *certs.Certificate, private
 		if err != nil {
 			return fmt.Errorf("save certificate %s: %w", c.ID, err)
 		}
+		if first {
+			if err := db.unversionOutside(ctx, tx, c); err != nil {
+				return fmt.Errorf("save certificate %s: %w", c.ID, err)
+			}
+		}
 		// What this device may write may have grown: changes that waited
 		// for it are tried again by the next serialization.
 		_, err = tx.ExecContext(ctx, `UPDATE morango_dirty SET error = '' WHERE error LIKE ? || '%'`, outsidePrefix)
 		return err
 	})
+}
+
+// unversionOutside turns the versions this device made before it held any
+// certificate's key, of records outside what c, its first, lets it write,
+// back into changes of the app's rows. Such a version could never leave the
+// device, and would compete there with the versions of devices that may
+// write the record, so that it would show its own data for good. As a
+// change, the row waits with the reason (morango status lists it) until a
+// version from a device that may write it replaces it, or a certificate
+// lets this device write it, as a change made after the certificate does.
+// Before its first key a device can neither import nor export, so every
+// record it holds is its own; records whose history names another
+// instance are left alone all the same.
+func (db *DB) unversionOutside(ctx context.Context, tx *sql.Tx, c *certs.Certificate) error {
+	scope, err := c.Scope(db.profile)
+	if err != nil {
+		return nil // a scope this profile cannot read grants nothing, and takes nothing back
+	}
+	stmts := []string{
+		`DROP TABLE IF EXISTS temp.morango_unversion`,
+		fmt.Sprintf(`CREATE TEMP TABLE morango_unversion AS SELECT s.id, s.model_name FROM morango_store s
+			WHERE s.profile = %s AND NOT %s AND NOT EXISTS (SELECT 1 FROM morango_recordmaxcounter h
+				WHERE h.store_model_id = s.id AND h.instance_id NOT IN (SELECT id FROM morango_instanceid))`,
+			literal(db.profile.Name), partitionIn(scope.Write, "s.partition")),
+		`INSERT INTO morango_dirty (model, id) SELECT model_name, id FROM temp.morango_unversion WHERE true
+			ON CONFLICT (model, id) DO NOTHING`,
+		`DELETE FROM morango_recordmaxcounter WHERE store_model_id IN (SELECT id FROM temp.morango_unversion)`,
+		`DELETE FROM morango_store WHERE id IN (SELECT id FROM temp.morango_unversion)`,
+		`DROP TABLE temp.morango_unversion`,
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return fmt.Errorf("turn versions outside the certificate's write scope back into changes: %w", err)
+		}
+	}
+	return nil
 }
 
 func scanCertificate(sc scanner) (*StoredCertificate, error) {
