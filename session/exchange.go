@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/morango-sync/morango/bundle"
+	"github.com/morango-sync/morango/fsic"
 	"github.com/morango-sync/morango/store"
 )
 
@@ -63,6 +64,11 @@ type ExchangeResult struct {
 	// Failed counts files that could not be imported or written, and a
 	// retry of the waiting records that failed.
 	Failed int `json:"failed"`
+	// Renewed holds this database's former instance id when a peer's
+	// manifest showed the database older than versions the peers hold of
+	// it (restored from a backup): it took a new instance (see
+	// store.DB.RenewIfOlder).
+	Renewed string `json:"renewed,omitempty"`
 }
 
 // Exchange is the one-command visit with a shared folder such as a USB
@@ -90,12 +96,21 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	if _, _, _, err := ownCertificate(ctx, db, opts.CertID); err != nil {
 		return nil, err
 	}
-	res := &ExchangeResult{Instance: in.ID}
 	names, err := fs.ReadDir(dir)
 	if err != nil {
 		return nil, hinted(fmt.Errorf("read %s: %w", dir, err), "check that the stick is mounted and the folder exists")
 	}
 	sort.Strings(names)
+	// Before anything is serialized: a database restored from a backup
+	// takes a new instance, or its next versions would reuse counters.
+	former := in.ID
+	if in, err = renewFromManifests(ctx, db, fs, dir, names); err != nil {
+		return nil, err
+	}
+	res := &ExchangeResult{Instance: in.ID}
+	if in.ID != former {
+		res.Renewed = former
+	}
 	var bundles, manifests []string
 	for _, n := range names {
 		switch {
@@ -251,4 +266,44 @@ func readBundleHeader(fs bundle.FS, path string) (*bundle.Header, error) {
 		return nil, err
 	}
 	return r.Header(), nil
+}
+
+// renewFromManifests reads the peers' manifests in dir and gives the
+// database a new instance if one of them, verified and trusted, holds
+// versions of its current instance above its counter (see
+// store.DB.RenewIfOlder). A manifest that cannot be read is left to the
+// export for it to report. It returns the current instance.
+func renewFromManifests(ctx context.Context, db *store.DB, fs bundle.FS, dir string, names []string) (*store.Instance, error) {
+	for _, n := range names {
+		if !strings.HasSuffix(n, manifestSuffix) {
+			continue
+		}
+		peer, err := (&DiskConnection{FS: fs, Manifest: filepath.Join(dir, n)}).Peer(ctx, nil)
+		if err != nil || peer == nil || peer.Holdings == nil {
+			continue
+		}
+		if _, err := verifyTrusted(ctx, db, peer.Chain); err != nil {
+			continue
+		}
+		if _, err := renewIfRestored(ctx, db, *peer.Holdings); err != nil {
+			return nil, err
+		}
+	}
+	return db.Instance(ctx)
+}
+
+// renewIfRestored gives the database a new instance if counters a peer
+// signed claim versions of its current instance above its own counter.
+func renewIfRestored(ctx context.Context, db *store.DB, v fsic.V2) (bool, error) {
+	in, err := db.Instance(ctx)
+	if err != nil {
+		return false, err
+	}
+	var claimed int64
+	for _, ps := range []fsic.Partitions{v.Super, v.Sub} {
+		for _, cs := range ps {
+			claimed = max(claimed, cs[in.ID])
+		}
+	}
+	return db.RenewIfOlder(ctx, claimed)
 }

@@ -197,6 +197,13 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			})
 		},
 		Dequeuing: func(ctx context.Context, p *Progress) error {
+			// The bundle's counters are verified now. Before anything is
+			// serialized: a database restored from a backup takes a new
+			// instance, or its next versions would reuse counters the
+			// sender holds.
+			if _, err := renewIfRestored(ctx, db, inc.Header().FSIC); err != nil {
+				return err
+			}
 			// Many pending app changes are serialized in short
 			// transactions first: the import's transaction holds the
 			// write lock until it commits.

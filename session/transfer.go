@@ -90,6 +90,14 @@ func Export(ctx context.Context, db *store.DB, conn Connection, opts ExportOptio
 			return nil, err
 		}
 		filter = filter.Intersect(ps.Read)
+		// Before anything is serialized: a database restored from a
+		// backup takes a new instance, or its next versions would reuse
+		// counters the peer holds.
+		if peer.Holdings != nil {
+			if _, err := renewIfRestored(ctx, db, *peer.Holdings); err != nil {
+				return nil, err
+			}
+		}
 	}
 	in, err := db.Instance(ctx)
 	if err != nil {

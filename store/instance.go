@@ -126,35 +126,77 @@ func (db *DB) currentInstance(ctx context.Context) (*Instance, error) {
 				return err
 			}
 		}
-		host, _ := os.Hostname()
-		inst = Instance{
-			ID:         ids.SHA2UUID(dbID, sysID, nodeID),
-			DatabaseID: dbID,
-			Platform:   runtime.GOOS + "-" + runtime.GOARCH,
-			Hostname:   host,
-			SysVersion: runtime.Version(),
-			NodeID:     nodeID,
-			SystemID:   sysID,
-			DBPath:     db.path,
-		}
-		if _, err := tx.ExecContext(ctx, `UPDATE morango_instanceid SET current = 0 WHERE current = 1 AND id <> ?`, inst.ID); err != nil {
-			return fmt.Errorf("update instance: %w", err)
-		}
-		_, err = tx.ExecContext(ctx, `INSERT INTO morango_instanceid (id, platform, hostname, sysversion, node_id, database_id, counter, current, db_path, system_id)
-			VALUES (?, ?, ?, ?, ?, ?, 0, 1, ?, ?)
-			ON CONFLICT (id) DO UPDATE SET current = 1, platform = excluded.platform, hostname = excluded.hostname,
-				sysversion = excluded.sysversion, db_path = excluded.db_path`,
-			inst.ID, inst.Platform, inst.Hostname, inst.SysVersion, inst.NodeID, inst.DatabaseID, inst.DBPath, inst.SystemID)
-		if err != nil {
-			return fmt.Errorf("save instance: %w", err)
-		}
-		return tx.QueryRowContext(ctx, `SELECT counter FROM morango_instanceid WHERE id = ?`, inst.ID).Scan(&inst.Counter)
+		inst, err = db.saveInstance(ctx, tx, dbID, sysID, nodeID)
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
 	db.instance = &inst
 	return db.instance, nil
+}
+
+// saveInstance makes the instance of database id dbID on this device the
+// current one, recording it if it is new, and returns it with its counter.
+func (db *DB) saveInstance(ctx context.Context, tx *sql.Tx, dbID, sysID, nodeID string) (Instance, error) {
+	host, _ := os.Hostname()
+	inst := Instance{
+		ID:         ids.SHA2UUID(dbID, sysID, nodeID),
+		DatabaseID: dbID,
+		Platform:   runtime.GOOS + "-" + runtime.GOARCH,
+		Hostname:   host,
+		SysVersion: runtime.Version(),
+		NodeID:     nodeID,
+		SystemID:   sysID,
+		DBPath:     db.path,
+	}
+	if _, err := tx.ExecContext(ctx, `UPDATE morango_instanceid SET current = 0 WHERE current = 1 AND id <> ?`, inst.ID); err != nil {
+		return Instance{}, fmt.Errorf("update instance: %w", err)
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO morango_instanceid (id, platform, hostname, sysversion, node_id, database_id, counter, current, db_path, system_id)
+		VALUES (?, ?, ?, ?, ?, ?, 0, 1, ?, ?)
+		ON CONFLICT (id) DO UPDATE SET current = 1, platform = excluded.platform, hostname = excluded.hostname,
+		sysversion = excluded.sysversion, db_path = excluded.db_path`,
+		inst.ID, inst.Platform, inst.Hostname, inst.SysVersion, inst.NodeID, inst.DatabaseID, inst.DBPath, inst.SystemID)
+	if err != nil {
+		return Instance{}, fmt.Errorf("save instance: %w", err)
+	}
+	err = tx.QueryRowContext(ctx, `SELECT counter FROM morango_instanceid WHERE id = ?`, inst.ID).Scan(&inst.Counter)
+	return inst, err
+}
+
+// RenewIfOlder gives this database a new instance id when another device
+// holds versions of its current instance up to claimed, a counter above
+// its own: this file is older than the one that wrote them, restored from
+// a backup. Its next counters would name versions the other devices hold
+// already, so nothing it wrote would reach them, while the versions it
+// lost would never come back. As a copied file does, it takes a new
+// database id and so a new instance; its old instance's counters stay
+// what it holds of them, so the devices send what it lost. It reports
+// whether it did.
+func (db *DB) RenewIfOlder(ctx context.Context, claimed int64) (bool, error) {
+	in, err := db.Instance(ctx)
+	if err != nil || claimed <= in.Counter {
+		return false, err
+	}
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	var inst Instance
+	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		dbID, err := newDatabaseID(ctx, tx)
+		if err != nil {
+			return err
+		}
+		inst, err = db.saveInstance(ctx, tx, dbID, in.SystemID, in.NodeID)
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("new instance for a database older than its copies: %w", err)
+	}
+	db.log.Info("database older than versions other devices hold of it (restored from a backup?): new instance",
+		"was", in.ID, "counter", in.Counter, "claimed", claimed, "now", inst.ID)
+	db.instance = &inst
+	return true, nil
 }
 
 // FormerSelf reports whether id is an instance this database had before

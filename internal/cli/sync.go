@@ -228,6 +228,10 @@ Example:
 }
 
 func printExchange(c *cli.Context, r *session.ExchangeResult) {
+	if r.Renewed != "" {
+		printf(c, "  renewed   this database is older than what other devices hold of it (restored from a backup?):\n"+
+			"            it now syncs as %s instead of %s, and they send back what it lost\n", r.Instance, r.Renewed)
+	}
 	for _, f := range r.Files {
 		switch f.Action {
 		case "imported":
