@@ -218,7 +218,7 @@ func ownCertificate(ctx context.Context, db *store.DB, id string) (*certs.Certif
 	}
 	if sc.PrivateKey == "" {
 		return nil, nil, certs.Scope{}, hinted(fmt.Errorf("certificate %s: %w", id, ErrNoPrivateKey),
-			"use a certificate made on this device (see 'morango cert list')")
+			"use one marked [own key] in 'morango cert list'; if there is none, this device's request was not the one granted: make a new one with 'morango cert request'")
 	}
 	chain, err := db.Chain(ctx, id)
 	if err != nil {

@@ -67,6 +67,44 @@ func checkOutput(c *cli.Context) error {
 	return nil
 }
 
+// checkRequestOutput refuses to write a request over another device's
+// request (two tablets told to write stick/tablet.request): that request
+// would be lost before it was granted, and the chain granted for the
+// second would reach the first. This device's own earlier request may be
+// replaced.
+func checkRequestOutput(c *cli.Context, db *store.DB) error {
+	path := c.String("output")
+	data, err := readCertFile(path)
+	if err != nil {
+		return nil // nothing there, or the write reports it
+	}
+	req, err := certs.ParseRequest(data)
+	if err != nil {
+		return nil
+	}
+	if key, err := db.RequestKey(c.Context, req.PublicKey); err != nil || key != "" {
+		return err
+	}
+	return &exitError{code: ExitUsage, err: fmt.Errorf("%s holds another device's request (%s %s), which may not be granted yet", path, req.ScopeDefinitionID, req.ScopeParams),
+		hint: "write this one to another file (for example one named after the device), or remove that one once it is granted"}
+}
+
+// checkChainOutput refuses to write a chain over another chain: the device
+// it was granted to may not have imported it yet.
+func checkChainOutput(c *cli.Context) error {
+	path := c.String("output")
+	data, err := readCertFile(path)
+	if err != nil {
+		return nil
+	}
+	links, err := certs.ParseChain(data)
+	if err != nil || len(links) == 0 {
+		return nil
+	}
+	return &exitError{code: ExitUsage, err: fmt.Errorf("%s holds the chain of certificate %s, which its device may not have imported yet", path, links[len(links)-1].ID),
+		hint: "write this one to another file (for example one named after the device), or remove that one once it is imported"}
+}
+
 func writeFileAtomic(path string, data []byte) error {
 	return bundle.WriteFile(bundle.OSFS{}, path, func(w io.Writer) error {
 		_, err := w.Write(data)
@@ -169,6 +207,9 @@ Example:
 				return err
 			}
 			defer db.Close()
+			if err := checkRequestOutput(c, db); err != nil {
+				return err
+			}
 			def, err := scopeDefinition(db.Profile(), c.String("scope"))
 			if err != nil {
 				return err
@@ -214,6 +255,9 @@ Example:
 				return usagef("grant: name one request file")
 			}
 			if err := checkOutput(c); err != nil {
+				return err
+			}
+			if err := checkChainOutput(c); err != nil {
 				return err
 			}
 			db, err := openDB(c)
@@ -332,6 +376,10 @@ Example:
 				return printCert(c, leaf.ID, leaf.ScopeDefinitionID, leaf.ScopeParams)
 			}
 			printf(c, "imported %s (%s %s); trusted root %s\n", leaf.ID, leaf.ScopeDefinitionID, leaf.ScopeParams, verified[0].ID)
+			if sc, err := db.Certificate(c.Context, leaf.ID); err == nil && sc.PrivateKey == "" {
+				printf(c, "  note: it was granted for another device's request, so this device cannot sync with it; if this device asked for one,\n"+
+					"        its request file was replaced before it was granted: make a new one ('morango cert request') and have it granted\n")
+			}
 			return nil
 		},
 	}

@@ -1,6 +1,7 @@
 package cli_test
 
 import (
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -37,4 +38,54 @@ func TestOutputOverTheDatabaseIsRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Two tablets told to write stick/tablet.request: the second would replace
+// the first's request before it was granted, and the chain granted for the
+// second would reach the first, which could not sync with it. The second is
+// refused; a device may replace its own request. A chain is not written
+// over another chain its device may not have imported yet. A chain granted
+// for another device's request is imported (its root becomes trusted) with
+// a note that this device cannot sync with it.
+func TestRequestAndChainFilesAreNotReplaced(t *testing.T) {
+	f := setup(t)
+	other := newApp(t, f.dir, "other")
+	ok(t, "init", "--db", other.path, "--profile", f.profile)
+	request := filepath.Join(f.dir, "tablet.request")
+	req := func(db string) result {
+		return morango(t, "cert", "request", "--db", db, "--scope", "full-facility", "--param", "dataset_id="+f.root, "-o", request)
+	}
+	ok(t, "cert", "request", "--db", f.city.path, "--scope", "full-facility", "--param", "dataset_id="+f.root, "-o", request)
+	first := read(t, request)
+	if r := req(other.path); r.code == 0 || !strings.Contains(r.stderr, "another device's request") || !strings.Contains(r.stderr, "another file") {
+		t.Errorf("a second device's request over the first's: %s", r)
+	}
+	if read(t, request) != first {
+		t.Fatalf("the first device's request was replaced")
+	}
+	if r := req(f.city.path); r.code != 0 {
+		t.Errorf("a device replacing its own request: %s", r)
+	}
+
+	chain := filepath.Join(f.dir, "tablet.chain")
+	ok(t, "cert", "grant", "--db", f.fac.path, "--parent", f.root, request, "-o", chain)
+	granted := read(t, chain)
+	if r := morango(t, "cert", "grant", "--db", f.fac.path, "--parent", f.root, request, "-o", chain); r.code == 0 || !strings.Contains(r.stderr, "may not have imported yet") {
+		t.Errorf("a chain written over another: %s", r)
+	}
+	if read(t, chain) != granted {
+		t.Fatalf("the chain was replaced")
+	}
+	if r := ok(t, "cert", "import", "--db", other.path, chain); !strings.Contains(r.stdout, "granted for another device's request") {
+		t.Errorf("importing another device's chain says nothing of it: %s", r)
+	}
+}
+
+func read(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
