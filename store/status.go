@@ -132,7 +132,8 @@ func (db *DB) HardDelete(ctx context.Context, model, id string) error {
 			return err
 		}
 		if !inApp && !inStore {
-			return fmt.Errorf("hard delete: no %s with id %s", model, id)
+			return withHint(fmt.Errorf("hard delete: no %s with id %s", model, id),
+				"give the id of a row of table %s (the id column), under the model that syncs it", m.Table)
 		}
 		if !inStore {
 			// A row not yet serialized becomes a record first, so that its

@@ -592,6 +592,7 @@ func TestMistakesSayWhatToDo(t *testing.T) {
 		{[]string{"cert", "request", "--db", f.city.path, "--scope", "single-user", "--param", "dataset_id=" + f.root, "-o", request + "2"}, "it needs user_id"},
 		{[]string{"cert", "root", "--db", f.city.path, "--scope", "full-facility"}, "a new root would start another facility"},
 		{[]string{"forget", f.dir, "tablet-9"}, "no device \"tablet-9\" has a manifest"},
+		{[]string{"delete", "--db", f.city.path, "--model", "classroom", "0123456789abcdef0123456789abcdef"}, "no classroom with id"},
 	} {
 		r := morango(t, c.args...)
 		if r.code != 1 || !hasHint(r.stderr) || !strings.Contains(r.stderr, c.says) {
