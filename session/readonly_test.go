@@ -410,3 +410,28 @@ func TestResolveOutsideWriteScopeIsRefused(t *testing.T) {
 		t.Errorf("resolve on a tablet that may not write the classroom disagree after exchanges both ways: %v", names)
 	}
 }
+
+// A certificate of the device whose chain stops verifying (a profile whose
+// scope definitions changed, a damaged row) grants nothing, and every
+// change under it waits as one the device may not write. Status says which
+// certificate and why, not only that each row may not be written.
+func TestStatusNamesCertificateThatDoesNotVerify(t *testing.T) {
+	_, home, f, _ := learnerTablet(t)
+	home.exec(`UPDATE morango_certificate SET signature = 'AAAA' || substr(signature, 5) WHERE id = ?`, home.cert)
+	home.exec(`UPDATE contentlog SET progress = 0.7 WHERE id = ?`, f.learnerLog)
+	if _, err := home.db.Serialize(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	st, err := home.db.Status(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var cert, row bool
+	for _, p := range st.Problems {
+		cert = cert || p.Stage == "certificate" && p.ID == home.cert && strings.Contains(p.Reason, "does not verify")
+		row = row || p.ID == f.learnerLog
+	}
+	if !cert || !row {
+		t.Errorf("status lists the certificate: %v, the learner's waiting log: %v; problems %+v", cert, row, st.Problems)
+	}
+}

@@ -215,30 +215,48 @@ type HeldScope struct {
 // holds any such key. A certificate whose chain cannot be read or does not
 // verify grants nothing.
 func (db *DB) HeldScopes(ctx context.Context) (scopes []HeldScope, held bool, err error) {
+	scopes, held, _, err = db.heldScopes(ctx)
+	return scopes, held, err
+}
+
+// heldScopes is HeldScopes, with why each certificate that grants nothing
+// does not verify, by id.
+func (db *DB) heldScopes(ctx context.Context) (scopes []HeldScope, held bool, broken map[string]error, err error) {
 	all, err := db.Certificates(ctx)
 	if err != nil {
-		return nil, false, err
+		return nil, false, nil, err
 	}
 	for _, sc := range all {
 		if sc.PrivateKey == "" {
 			continue
 		}
 		held = true
-		chain, err := db.Chain(ctx, sc.Link.ID)
+		s, root, err := db.verifiedScope(ctx, sc.Link.ID)
 		if err != nil {
+			if broken == nil {
+				broken = map[string]error{}
+			}
+			broken[sc.Link.ID] = err
 			continue
 		}
-		verified, err := certs.VerifyChain(chain, db.profile)
-		if err != nil {
-			continue
-		}
-		s, err := verified[len(verified)-1].Scope(db.profile)
-		if err != nil {
-			continue
-		}
-		scopes = append(scopes, HeldScope{Root: chain[0].ID, Scope: s})
+		scopes = append(scopes, HeldScope{Root: root, Scope: s})
 	}
-	return scopes, held, nil
+	return scopes, held, broken, nil
+}
+
+// verifiedScope verifies the chain of certificate id and returns its scope
+// and the id of its root.
+func (db *DB) verifiedScope(ctx context.Context, id string) (certs.Scope, string, error) {
+	chain, err := db.Chain(ctx, id)
+	if err != nil {
+		return certs.Scope{}, "", err
+	}
+	verified, err := certs.VerifyChain(chain, db.profile)
+	if err != nil {
+		return certs.Scope{}, "", err
+	}
+	s, err := verified[len(verified)-1].Scope(db.profile)
+	return s, chain[0].ID, err
 }
 
 // writeScope is what this device may write, under every root. held is

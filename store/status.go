@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 )
 
 // ModelStatus counts one model's records.
@@ -95,6 +97,18 @@ func (db *DB) Status(ctx context.Context) (*Status, error) {
 		st.Counters = append(st.Counters, c)
 	}
 	rows.Close()
+	// A certificate of this device whose chain stopped verifying (a
+	// profile whose scope definitions changed) grants nothing: every
+	// change under it waits, and the reason is here.
+	_, _, broken, err := db.heldScopes(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, id := range slices.Sorted(maps.Keys(broken)) {
+		why := broken[id]
+		st.Problems = append(st.Problems, Problem{Stage: "certificate", ID: id,
+			Reason: fmt.Sprintf("this device's certificate does not verify with the installed profile (%v): it grants nothing, and the changes it covered wait; import its chain again, or install the profile it was made with", why)})
+	}
 	rows, err = tx.QueryContext(ctx, `SELECT model, id, 'serialize', error FROM morango_dirty WHERE error <> ''
 		UNION ALL SELECT model_name, id, 'deserialize', deserialization_error FROM morango_store WHERE dirty_bit AND deserialization_error <> ''
 		ORDER BY 1, 2 LIMIT ?`, maxProblems)

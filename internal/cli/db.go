@@ -123,8 +123,12 @@ Example:
 				printf(c, "  %s  %-40s %d\n", ids.Proquint(ct.Instance), p, ct.Counter)
 			}
 			if len(st.Problems) > 0 {
-				printf(c, "\nrows that could not be synced yet:\n")
+				printf(c, "\nwhat could not be synced yet:\n")
 				for _, p := range st.Problems {
+					if p.Model == "" {
+						printf(c, "  %s %s: %s\n", p.Stage, p.ID, p.Reason)
+						continue
+					}
 					printf(c, "  %s %s %s: %s\n", p.Stage, p.Model, p.ID, p.Reason)
 				}
 			}
