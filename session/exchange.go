@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/morango-sync/morango/bundle"
+	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/fsic"
 	"github.com/morango-sync/morango/store"
 )
@@ -141,7 +142,10 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		case h.SenderInstance == in.ID:
 			fr.Action, fr.Reason = "skipped", "written by this device"
 			continue
-		case h.RecipientInstance != "" && h.RecipientInstance != in.ID:
+		case h.RecipientInstance != "" && h.RecipientInstance != in.ID && h.RecipientInstance != res.Renewed:
+			// One addressed to this database's instance before it was
+			// renewed holds what it lacked then: it is imported as one
+			// for another device is (its counters are not claimed).
 			fr.Action, fr.Reason = "skipped", "addressed to another device"
 			continue
 		}
@@ -194,6 +198,12 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		}
 	}
 
+	// The manifest says what this device holds, its own changes made
+	// since the last serialization included: the exports below serialize
+	// them, and a peer reading an older count would send them back.
+	if _, err := db.Serialize(ctx); err != nil {
+		return res, err
+	}
 	mpath := filepath.Join(dir, ManifestName(in.ID))
 	if _, err := WriteManifest(ctx, db, fs, mpath, ManifestOptions{CertID: opts.CertID, Name: opts.Name}); err != nil {
 		return res, err
@@ -282,10 +292,15 @@ func renewFromManifests(ctx context.Context, db *store.DB, fs bundle.FS, dir str
 		if err != nil || peer == nil || peer.Holdings == nil {
 			continue
 		}
-		if _, err := verifyTrusted(ctx, db, peer.Chain); err != nil {
+		pc, err := verifyTrusted(ctx, db, peer.Chain)
+		if err != nil {
 			continue
 		}
-		if _, err := renewIfRestored(ctx, db, *peer.Holdings); err != nil {
+		ps, err := pc.Scope(db.Profile())
+		if err != nil {
+			continue
+		}
+		if _, err := renewIfRestored(ctx, db, *peer.Holdings, ps.Read); err != nil {
 			return nil, err
 		}
 	}
@@ -294,15 +309,20 @@ func renewFromManifests(ctx context.Context, db *store.DB, fs bundle.FS, dir str
 
 // renewIfRestored gives the database a new instance if counters a peer
 // signed claim versions of its current instance above its own counter.
-func renewIfRestored(ctx context.Context, db *store.DB, v fsic.V2) (bool, error) {
+// Only counters under partitions within are taken: what the peer may read
+// (or, for a bundle, its filter). A peer cannot hold versions elsewhere,
+// and a claim there would only make this device renew for nothing.
+func renewIfRestored(ctx context.Context, db *store.DB, v fsic.V2, within certs.Filter) (bool, error) {
 	in, err := db.Instance(ctx)
 	if err != nil {
 		return false, err
 	}
 	var claimed int64
 	for _, ps := range []fsic.Partitions{v.Super, v.Sub} {
-		for _, cs := range ps {
-			claimed = max(claimed, cs[in.ID])
+		for p, cs := range ps {
+			if within.Contains(p) {
+				claimed = max(claimed, cs[in.ID])
+			}
 		}
 	}
 	return db.RenewIfOlder(ctx, claimed)

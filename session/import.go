@@ -201,8 +201,20 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			// serialized: a database restored from a backup takes a new
 			// instance, or its next versions would reuse counters the
 			// sender holds.
-			if _, err := renewIfRestored(ctx, db, inc.Header().FSIC); err != nil {
+			if renewed, err := renewIfRestored(ctx, db, inc.Header().FSIC, filter); err != nil {
 				return err
+			} else if renewed {
+				// A bundle addressed to the former instance holds what it
+				// lacked before the restore, not what this one lacks: it
+				// is imported as one for another device.
+				if in, err := db.Instance(ctx); err != nil {
+					return err
+				} else if h.RecipientInst != "" {
+					me = in.ID
+					if h.RecipientInst != me {
+						res.ForOther = h.RecipientInst
+					}
+				}
 			}
 			// Many pending app changes are serialized in short
 			// transactions first: the import's transaction holds the

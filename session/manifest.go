@@ -35,9 +35,11 @@ func WriteManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string,
 	if len(opts.Filter) > 0 {
 		filter = filter.Intersect(certs.Filter(opts.Filter))
 	}
-	if _, err := db.Serialize(ctx); err != nil {
-		return nil, err
-	}
+	// Nothing is serialized: a peer sends what it holds and this device
+	// lacks, and it holds none of the app's changes not yet serialized
+	// here. A database restored from a backup must first see the peers'
+	// counters (RenewIfOlder) before it writes versions; its manifest is
+	// often the first thing it writes.
 	holdings, err := db.FSIC(ctx, filter)
 	if err != nil {
 		return nil, err

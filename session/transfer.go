@@ -94,7 +94,7 @@ func Export(ctx context.Context, db *store.DB, conn Connection, opts ExportOptio
 		// backup takes a new instance, or its next versions would reuse
 		// counters the peer holds.
 		if peer.Holdings != nil {
-			if _, err := renewIfRestored(ctx, db, *peer.Holdings); err != nil {
+			if _, err := renewIfRestored(ctx, db, *peer.Holdings, ps.Read); err != nil {
 				return nil, err
 			}
 		}

@@ -182,16 +182,29 @@ func (db *DB) RenewIfOlder(ctx context.Context, claimed int64) (bool, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
 	var inst Instance
+	renewed := false
 	err = db.writeTx(ctx, func(tx *sql.Tx) error {
+		// Another handle may have renewed it, or written past claimed,
+		// since: only the instance that is still current and behind goes.
+		var behind bool
+		err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_instanceid WHERE id = ? AND current = 1 AND counter < ?)`,
+			in.ID, claimed).Scan(&behind)
+		if err != nil || !behind {
+			return err
+		}
 		dbID, err := newDatabaseID(ctx, tx)
 		if err != nil {
 			return err
 		}
 		inst, err = db.saveInstance(ctx, tx, dbID, in.SystemID, in.NodeID)
+		renewed = err == nil
 		return err
 	})
 	if err != nil {
 		return false, fmt.Errorf("new instance for a database older than its copies: %w", err)
+	}
+	if !renewed {
+		return false, nil
 	}
 	db.log.Info("database older than versions other devices hold of it (restored from a backup?): new instance",
 		"was", in.ID, "counter", in.Counter, "claimed", claimed, "now", inst.ID)
@@ -232,17 +245,53 @@ func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
 	return true, path, nil
 }
 
-// Instance returns this database's current instance.
+// Instance returns this database's current instance. Another handle of the
+// file (another process) may have given it a new one (RenewIfOlder): the
+// current row is read each time.
 func (db *DB) Instance(ctx context.Context) (*Instance, error) {
 	in, err := db.currentInstance(ctx)
 	if err != nil {
 		return nil, err
 	}
-	c := *in
-	if err := db.r.QueryRowContext(ctx, `SELECT counter FROM morango_instanceid WHERE id = ?`, c.ID).Scan(&c.Counter); err != nil {
+	var id string
+	var counter int64
+	if err := db.r.QueryRowContext(ctx, `SELECT id, counter FROM morango_instanceid WHERE current = 1`).Scan(&id, &counter); err != nil {
 		return nil, fmt.Errorf("read instance counter: %w", err)
 	}
+	if id != in.ID {
+		if in, err = db.reloadInstance(ctx, id); err != nil {
+			return nil, err
+		}
+	}
+	c := *in
+	c.Counter = counter
 	return &c, nil
+}
+
+// instanceID returns the id of this handle's instance, as it last read it.
+func (db *DB) instanceID() string {
+	db.mu.Lock()
+	defer db.mu.Unlock()
+	if db.instance == nil {
+		return ""
+	}
+	return db.instance.ID
+}
+
+// reloadInstance makes instance id, which another handle made current, this
+// handle's instance.
+func (db *DB) reloadInstance(ctx context.Context, id string) (*Instance, error) {
+	in := &Instance{ID: id}
+	err := db.r.QueryRowContext(ctx, `SELECT platform, hostname, sysversion, node_id, database_id, counter, db_path, system_id
+		FROM morango_instanceid WHERE id = ?`, id).Scan(&in.Platform, &in.Hostname, &in.SysVersion, &in.NodeID,
+		&in.DatabaseID, &in.Counter, &in.DBPath, &in.SystemID)
+	if err != nil {
+		return nil, fmt.Errorf("read instance %s: %w", id, err)
+	}
+	db.mu.Lock()
+	db.instance = in
+	db.mu.Unlock()
+	return in, nil
 }
 
 func currentDatabaseID(ctx context.Context, tx *sql.Tx) (string, error) {
@@ -268,13 +317,17 @@ func newDatabaseID(ctx context.Context, tx *sql.Tx) (string, error) {
 	return id, nil
 }
 
-// nextCounter increments this instance's counter inside tx and returns it.
+// nextCounter increments the counter of this database's current instance
+// inside tx and returns the instance and the counter. The current instance
+// is read in tx, not taken from this handle: another handle may have
+// renewed it (RenewIfOlder), and no version may be written under an
+// instance that is no longer current.
 func (db *DB) nextCounter(ctx context.Context, tx *sql.Tx) (string, int64, error) {
-	in := db.instance // set when the database was opened
+	var id string
 	var c int64
-	err := tx.QueryRowContext(ctx, `UPDATE morango_instanceid SET counter = counter + 1 WHERE id = ? RETURNING counter`, in.ID).Scan(&c)
+	err := tx.QueryRowContext(ctx, `UPDATE morango_instanceid SET counter = counter + 1 WHERE current = 1 RETURNING id, counter`).Scan(&id, &c)
 	if err != nil {
 		return "", 0, fmt.Errorf("increment counter: %w", err)
 	}
-	return in.ID, c, nil
+	return id, c, nil
 }

@@ -40,7 +40,7 @@ func (db *DB) CreateTransfer(ctx context.Context, t *Transfer) error {
 	return db.writeTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO morango_syncsession (id, start_timestamp, last_activity_timestamp, active,
 			is_server, profile, connection_kind, connection_path, client_instance_id, process_id)
-			VALUES (?, ?, ?, 1, 0, ?, ?, ?, ?, ?)`, syncID, ts, ts, db.profile.Name, t.Kind, t.Path, db.instance.ID, os.Getpid())
+			VALUES (?, ?, ?, 1, 0, ?, ?, ?, ?, ?)`, syncID, ts, ts, db.profile.Name, t.Kind, t.Path, db.instanceID(), os.Getpid())
 		if err != nil {
 			return fmt.Errorf("create sync session: %w", err)
 		}
