@@ -32,6 +32,9 @@ type Peer struct {
 	CertID   string
 	Chain    []certs.Link
 	Holdings *fsic.V2
+	// Filter holds the partitions the peer's manifest speaks for (its
+	// holdings cover them alone); nil: all its certificate may read.
+	Filter []string
 }
 
 // Outgoing is a transfer leaving this device.

@@ -66,7 +66,7 @@ func (d *DiskConnection) Peer(ctx context.Context, filter []string) (*Peer, erro
 		return nil, hinted(fmt.Errorf("manifest %s: %w", d.Manifest, err), "ask the other device for a fresh manifest ('morango manifest')")
 	}
 	h := m.FSIC
-	return &Peer{Instance: m.Instance, CertID: m.CertID, Chain: m.Chain, Holdings: &h}, nil
+	return &Peer{Instance: m.Instance, CertID: m.CertID, Chain: m.Chain, Holdings: &h, Filter: m.Filter}, nil
 }
 
 // chainKey returns the public key of the last certificate of a chain after

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/ids"
 	"github.com/morango-sync/morango/store"
 )
@@ -380,5 +381,31 @@ func TestForget(t *testing.T) {
 	visit(city) // city was not gone after all: it is back
 	if _, err := os.Stat(filepath.Join(stick, ManifestName(cityID))); err != nil {
 		t.Errorf("city's manifest is not back after its exchange: %v", err)
+	}
+}
+
+// A manifest written for fewer partitions than its device may read
+// (morango manifest --filter) speaks for those alone: a peer exporting for
+// it sends what lies under them, not the rest, of which the manifest's
+// counters say nothing.
+func TestExportForManifestKeepsItsFilter(t *testing.T) {
+	fac, city, f := facilityAnd(t, "city")
+	dir := t.TempDir()
+	own := f.dataset + ":user-rw:" + f.learner
+	m := filepath.Join(dir, "city.manifest")
+	if _, err := WriteManifest(t.Context(), city.db, nil, m, ManifestOptions{CertID: city.cert, Filter: []string{own}}); err != nil {
+		t.Fatal(err)
+	}
+	b := filepath.Join(dir, "fac-to-city.bundle")
+	r := fac.export(b, m)
+	if !certs.Filter(r.Filter).IsSubsetOf(certs.Filter{own}) {
+		t.Errorf("the bundle covers %q, want only %q", r.Filter, own)
+	}
+	imp := city.mustImport(b)
+	if imp.Store.Received == 0 {
+		t.Fatalf("nothing under the learner's partition was sent")
+	}
+	if n := city.count(`SELECT count(*) FROM morango_store WHERE partition NOT LIKE ? || '%'`, own); n != 0 {
+		t.Errorf("city received %d records outside the partitions its manifest asked for", n)
 	}
 }

@@ -90,6 +90,12 @@ func Export(ctx context.Context, db *store.DB, conn Connection, opts ExportOptio
 			return nil, err
 		}
 		filter = filter.Intersect(ps.Read)
+		// A manifest written for fewer partitions than the peer may read
+		// (morango manifest --filter) asks for those alone: its holdings
+		// say nothing of the others.
+		if len(peer.Filter) > 0 {
+			filter = filter.Intersect(certs.Filter(peer.Filter))
+		}
 		// Before anything is serialized: a database restored from a
 		// backup takes a new instance, or its next versions would reuse
 		// counters the peer holds.
