@@ -138,11 +138,24 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			res.Failed++
 			continue
 		}
+		own := h.SenderInstance == in.ID || h.SenderInstance == res.Renewed
+		if own {
+			// One this database did not write was written by a later
+			// state of this file, since restored from a backup: it holds
+			// work done after the backup, which may be on no other device.
+			// It is imported (its counters make this database take a new
+			// instance first, and are not claimed).
+			known, err := db.KnownTransfer(ctx, h.TransferID)
+			if err != nil {
+				return nil, err
+			}
+			if known {
+				fr.Action, fr.Reason = "skipped", "written by this device"
+				continue
+			}
+		}
 		switch {
-		case h.SenderInstance == in.ID:
-			fr.Action, fr.Reason = "skipped", "written by this device"
-			continue
-		case h.RecipientInstance != "" && h.RecipientInstance != in.ID && h.RecipientInstance != res.Renewed:
+		case !own && h.RecipientInstance != "" && h.RecipientInstance != in.ID && h.RecipientInstance != res.Renewed:
 			// One addressed to this database's instance before it was
 			// renewed holds what it lacked then: it is imported as one
 			// for another device is (its counters are not claimed).
@@ -180,6 +193,16 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		}
 		fr.Action, fr.Import, fr.Records = "imported", r, r.Store.Received
 		imported = true
+	}
+	// An import of a bundle this database wrote before a restore renews
+	// its instance.
+	if cur, err := db.Instance(ctx); err != nil {
+		return res, err
+	} else if cur.ID != in.ID {
+		if res.Renewed == "" {
+			res.Renewed = in.ID
+		}
+		in, res.Instance = cur, cur.ID
 	}
 	// Every import tries the records that wait, pending, again. Without
 	// one, the app may still have removed what stood in their way since.
@@ -309,9 +332,10 @@ func renewFromManifests(ctx context.Context, db *store.DB, fs bundle.FS, dir str
 
 // renewIfRestored gives the database a new instance if counters a peer
 // signed claim versions of its current instance above its own counter.
-// Only counters under partitions within are taken: what the peer may read
-// (or, for a bundle, its filter). A peer cannot hold versions elsewhere,
-// and a claim there would only make this device renew for nothing.
+// Only counters under partitions within (what the peer may read or, for a
+// bundle, its filter) or above it (a writer's own counter, kept under "")
+// are taken. A peer cannot hold versions elsewhere, and a claim there
+// would only make this device renew for nothing.
 func renewIfRestored(ctx context.Context, db *store.DB, v fsic.V2, within certs.Filter) (bool, error) {
 	in, err := db.Instance(ctx)
 	if err != nil {
@@ -320,10 +344,24 @@ func renewIfRestored(ctx context.Context, db *store.DB, v fsic.V2, within certs.
 	var claimed int64
 	for _, ps := range []fsic.Partitions{v.Super, v.Sub} {
 		for p, cs := range ps {
-			if within.Contains(p) {
+			if covers(within, p) {
 				claimed = max(claimed, cs[in.ID])
 			}
 		}
 	}
 	return db.RenewIfOlder(ctx, claimed)
+}
+
+// covers reports whether counters kept under partition p speak for a part
+// of f: p lies under one of f's prefixes, or is a prefix of one.
+func covers(f certs.Filter, p string) bool {
+	if f.Contains(p) {
+		return true
+	}
+	for _, q := range f {
+		if strings.HasPrefix(q, p) {
+			return true
+		}
+	}
+	return false
 }
