@@ -1,6 +1,7 @@
 package bundle
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -204,26 +205,95 @@ func WriteFileChecked(fsys FS, path string, write func(io.Writer) error, check f
 // sqliteMagic begins every SQLite database file.
 const sqliteMagic = "SQLite format 3\x00"
 
-// MayReplace refuses a path that holds a SQLite database or something
-// other than a regular file: an output name mistyped as the database's
-// (tab completion, swapped flags) would otherwise replace the database
-// with a bundle or a certificate, and the app's data would be gone.
-func MayReplace(fsys FS, path string) error {
+// FileKind is what a file holds, as its first bytes tell.
+type FileKind int
+
+// The kinds of file KindOf tells apart.
+const (
+	KindNone     FileKind = iota // no such file
+	KindEmpty                    // an empty file
+	KindSQLite                   // a SQLite database
+	KindBundle                   // a bundle
+	KindManifest                 // a manifest
+	KindJSON                     // JSON text: a certificate chain or request
+	KindOther                    // anything else
+)
+
+var kindNames = [...]string{"nothing", "an empty file", "a SQLite database", "a bundle", "a manifest",
+	"a JSON file (a certificate chain or request)", "a file of another kind"}
+
+func (k FileKind) String() string { return kindNames[k] }
+
+// KindOf tells what the file at path holds. A name that is not a regular
+// file gives ErrNotRegular.
+func KindOf(fsys FS, path string) (FileKind, error) {
 	f, err := fsys.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return KindNone, nil
+	}
+	if err != nil {
+		return KindOther, err
+	}
+	defer f.Close()
+	head := make([]byte, 64)
+	n, err := io.ReadFull(f, head)
+	if err != nil && !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, io.EOF) {
+		return KindOther, err
+	}
+	head = head[:n]
+	text := bytes.TrimLeft(head, " \t\r\n")
 	switch {
-	case errors.Is(err, os.ErrNotExist):
-		return nil
+	case n == 0:
+		return KindEmpty, nil
+	case bytes.HasPrefix(head, []byte(sqliteMagic)):
+		return KindSQLite, nil
+	case bytes.HasPrefix(head, bundleMagic[:]):
+		return KindBundle, nil
+	case bytes.HasPrefix(head, manifestMagic[:]):
+		return KindManifest, nil
+	case len(text) > 0 && (text[0] == '{' || text[0] == '['):
+		return KindJSON, nil
+	}
+	return KindOther, nil
+}
+
+// MayReplace refuses a path whose file must not be replaced: a SQLite
+// database, the write-ahead log, shared memory or journal beside one, or
+// something other than a regular file. An output name mistyped as the
+// database's (tab completion, swapped flags) would otherwise replace the
+// app's data, or the changes it committed last, with a bundle.
+func MayReplace(fsys FS, path string) error {
+	k, err := KindOf(fsys, path)
+	switch {
 	case errors.Is(err, ErrNotRegular):
 		return fmt.Errorf("%s is not a regular file (a folder?); name a file to write", path)
 	case err != nil:
 		return nil // the write itself reports what is wrong
-	}
-	defer f.Close()
-	head := make([]byte, len(sqliteMagic))
-	if _, err := io.ReadFull(f, head); err == nil && string(head) == sqliteMagic {
+	case k == KindSQLite:
 		return fmt.Errorf("%s is a SQLite database, which writing would replace: name another file to write", path)
 	}
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if db, ok := strings.CutSuffix(path, suffix); ok {
+			if k, err := KindOf(fsys, db); err == nil && k == KindSQLite {
+				return fmt.Errorf("%s belongs to the SQLite database %s, whose last changes writing would destroy: name another file to write", path, db)
+			}
+		}
+	}
 	return nil
+}
+
+// MayReplaceWith is MayReplace for a file of kind want: a file already at
+// path must be empty or of that kind (an older bundle, say), not one of
+// another kind a mistyped name would destroy (a chain not yet imported).
+func MayReplaceWith(fsys FS, path string, want FileKind) error {
+	if err := MayReplace(fsys, path); err != nil {
+		return err
+	}
+	k, err := KindOf(fsys, path)
+	if err != nil || k == KindNone || k == KindEmpty || k == want {
+		return nil
+	}
+	return fmt.Errorf("%s holds %s, not %s, which writing would replace: name another file to write", path, k, want)
 }
 
 // errWriter remembers whether the file itself failed a write, to tell such

@@ -58,10 +58,11 @@ func readCertFile(path string) ([]byte, error) {
 	return io.ReadAll(io.LimitReader(f, maxCertFile))
 }
 
-// checkOutput refuses an output file that must not be replaced (a
-// database), before a command does any work.
-func checkOutput(c *cli.Context) error {
-	if err := bundle.MayReplace(bundle.OSFS{}, c.String("output")); err != nil {
+// checkOutput refuses, before a command does any work, an output file that
+// must not be replaced: a database or its log, or a file of another kind
+// than the command writes (a chain not yet imported, for a bundle).
+func checkOutput(c *cli.Context, want bundle.FileKind) error {
+	if err := bundle.MayReplaceWith(bundle.OSFS{}, c.String("output"), want); err != nil {
 		return &exitError{code: ExitUsage, err: err}
 	}
 	return nil
@@ -199,7 +200,7 @@ Example:
 		Flags: []cli.Flag{dbFlag, &cli.StringFlag{Name: "scope", Usage: "the scope definition `ID`", Required: true}, paramFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the request `FILE` to write", Required: true}},
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			if err := checkOutput(c, bundle.KindJSON); err != nil {
 				return err
 			}
 			db, err := openDB(c)
@@ -254,7 +255,7 @@ Example:
 			if c.NArg() != 1 {
 				return usagef("grant: name one request file")
 			}
-			if err := checkOutput(c); err != nil {
+			if err := checkOutput(c, bundle.KindJSON); err != nil {
 				return err
 			}
 			if err := checkChainOutput(c); err != nil {

@@ -1,6 +1,8 @@
 package cli_test
 
 import (
+	"bytes"
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -88,4 +90,80 @@ func read(t *testing.T, path string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// The chain 'cert grant' wrote to the stick for a tablet that has not
+// imported it yet: 'morango export' and 'morango manifest' with -o naming
+// it refuse to replace it (a bundle or manifest goes only where nothing,
+// or a file of its own kind, is), or the tablet's certificate would be
+// gone and its request made and granted again.
+func TestExportAndManifestDoNotWriteOverAChainNotYetImported(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 1)
+	tablet := newApp(t, f.dir, "tablet")
+	ok(t, "init", "--db", tablet.path, "--profile", f.profile)
+	req, chain := filepath.Join(f.dir, "tablet.request"), filepath.Join(f.dir, "tablet.chain")
+	ok(t, "cert", "request", "--db", tablet.path, "--scope", "single-user", "--param", "dataset_id="+f.root,
+		"--param", "user_id="+"b0000000000000000000000000000000", "-o", req)
+	ok(t, "cert", "grant", "--db", f.fac.path, "--parent", f.root, req, "-o", chain)
+	granted, err := os.ReadFile(chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"export", "--db", f.fac.path, "--cert", f.root, "-o", chain},
+		{"manifest", "--db", f.fac.path, "--cert", f.root, "-o", chain},
+	} {
+		r := morango(t, args...)
+		now, err := os.ReadFile(chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !bytes.Equal(now, granted) {
+			t.Errorf("morango %s replaced the chain granted for the tablet, not yet imported (exit %d): %s", args[0], r.code, r)
+			if err := os.WriteFile(chain, granted, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	// The tablet can still import its chain.
+	ok(t, "cert", "import", "--db", tablet.path, chain)
+}
+
+// The app on the school laptop is running and has committed a coach's
+// note that is still only in the database's write-ahead log (the app's
+// connection is open; SQLite has not checkpointed yet). Typing the output
+// name with tab completion gives 'school.sqlite3-wal'. Replacing the
+// write-ahead log with a bundle would take the committed note from the
+// file another process reads, and lose it if the app stopped without a
+// checkpoint: 'morango export -o school.sqlite3-wal' is refused.
+func TestExportDoesNotWriteOverTheDatabasesWriteAheadLog(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 1)
+	ctx := context.Background()
+	app, err := f.fac.db.Conn(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer app.Close()
+	for _, q := range []string{`PRAGMA journal_mode=WAL`, `PRAGMA wal_autocheckpoint=0`,
+		`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000001000000000000000000000000', '` + f.root + `', 'call the parents')`} {
+		if _, err := app.ExecContext(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	wal := f.fac.path + "-wal"
+	if st, err := os.Stat(wal); err != nil || st.Size() == 0 {
+		t.Fatalf("no write-ahead log to test with: %v", err)
+	}
+	r := morango(t, "export", "--db", f.fac.path, "--cert", f.root, "-o", wal, "--quiet")
+	if r.code == 0 {
+		t.Errorf("export -o DB-wal wrote a bundle over the database's write-ahead log: %s", r)
+	}
+	// Another process opening the database now must see the note.
+	other := openApp(t, f.fac.path)
+	var n int
+	if err := other.db.QueryRow(`SELECT count(*) FROM adminnote WHERE body = 'call the parents'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("after export -o %s, another process reads %d committed notes (%v)", filepath.Base(wal), n, err)
+	}
 }

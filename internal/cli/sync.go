@@ -6,6 +6,7 @@ import (
 
 	"github.com/urfave/cli/v2"
 
+	"github.com/morango-sync/morango/bundle"
 	"github.com/morango-sync/morango/session"
 	"github.com/morango-sync/morango/store"
 )
@@ -31,7 +32,7 @@ Example:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the bundle `FILE` to write", Required: true},
 			jsonFlag, quietFlag},
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			if err := checkOutput(c, bundle.KindBundle); err != nil {
 				return err
 			}
 			db, err := openDB(c)
@@ -160,7 +161,7 @@ Example:
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the manifest `FILE` to write", Required: true},
 			&cli.StringFlag{Name: "name", Usage: "a name for this device, shown to people"}},
 		Action: func(c *cli.Context) error {
-			if err := checkOutput(c); err != nil {
+			if err := checkOutput(c, bundle.KindManifest); err != nil {
 				return err
 			}
 			db, err := openDB(c)
