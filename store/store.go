@@ -135,10 +135,16 @@ func openHandles(path string) (w, r *sql.DB, err error) {
 	return w, r, nil
 }
 
+// absPath returns a database's absolute path. A folder is refused: it is
+// never a database (the stick's folder given as --db, say).
 func absPath(path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", fmt.Errorf("database path %s: %w", path, err)
+	}
+	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
+		return "", withHint(fmt.Errorf("database %s is a folder", path),
+			"--db names the app's SQLite database file (for example school.sqlite3), not a folder")
 	}
 	return abs, nil
 }

@@ -2,6 +2,7 @@ package cli
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -279,8 +280,13 @@ Example:
 				return err
 			}
 			child, err := parent.Grant(req, db.Profile())
+			if errors.Is(err, certs.ErrScopeNotSubset) {
+				return &exitError{code: ExitFailure, err: err,
+					hint: fmt.Sprintf("the request asks for %s %s, which certificate %s may not grant: grant it on a device of the facility it names, with a certificate whose scope holds it (see 'morango cert list')",
+						req.ScopeDefinitionID, req.ScopeParams, parent.ID)}
+			}
 			if err != nil {
-				return err
+				return &exitError{code: ExitFailure, err: err, hint: "grant it with a parent certificate of the request's app and scope (see 'morango cert list')"}
 			}
 			if err := db.SaveCertificate(c.Context, child, "", false); err != nil {
 				return err

@@ -41,3 +41,28 @@ func TestStickSharedByTwoFacilities(t *testing.T) {
 		t.Errorf("the other school holds %d users of another facility (%v)", n, err)
 	}
 }
+
+// A stick serves two schools; the second school's laptop is handed the
+// first school's request file (the teacher picked the wrong one) and
+// grants it with its own root. The request's scope is not within that
+// root's: the grant is refused, with a hint to grant it on a device of the
+// facility the request names, and no chain is written.
+func TestGrantOfAnotherFacilitysRequestSaysWhatToDo(t *testing.T) {
+	f := setup(t)
+	other := newApp(t, f.dir, "other")
+	ok(t, "init", "--db", other.path, "--profile", f.profile)
+	otherRoot := strings.Fields(ok(t, "cert", "root", "--db", other.path, "--scope", "full-facility").stdout)[0]
+	tablet := newApp(t, f.dir, "tablet")
+	ok(t, "init", "--db", tablet.path, "--profile", f.profile)
+	req := filepath.Join(f.dir, "tablet.request")
+	ok(t, "cert", "request", "--db", tablet.path, "--scope", "single-user", "--param", "dataset_id="+f.root,
+		"--param", "user_id=b0000000000000000000000000000001", "-o", req)
+
+	r := morango(t, "cert", "grant", "--db", other.path, "--parent", otherRoot, req, "-o", filepath.Join(f.dir, "tablet.chain"))
+	if r.code != 1 || !hasHint(r.stderr) {
+		t.Errorf("grant of a request outside the parent's scope: want exit 1 and a hint saying what to do: %s", r)
+	}
+	if _, err := os.Stat(filepath.Join(f.dir, "tablet.chain")); err == nil {
+		t.Errorf("a refused grant wrote a chain")
+	}
+}

@@ -167,3 +167,27 @@ func TestExportDoesNotWriteOverTheDatabasesWriteAheadLog(t *testing.T) {
 		t.Errorf("after export -o %s, another process reads %d committed notes (%v)", filepath.Base(wal), n, err)
 	}
 }
+
+// A person swaps the two paths and gives the stick's folder as --db
+// ('morango exchange --db /media/usb/morango ...', or MORANGO_DB set to the
+// folder). Every command fails, with a hint that --db names the database
+// file, not SQLite's "unable to open database file" (or, from verify,
+// "disk I/O error", which reads as a failing disk).
+func TestDatabaseGivenAsAFolderSaysWhatToDo(t *testing.T) {
+	f := setup(t)
+	stick := filepath.Join(f.dir, "stick")
+	if err := os.Mkdir(stick, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{
+		{"status", "--db", stick},
+		{"verify", "--db", stick},
+		{"exchange", "--db", stick, "--cert", f.root, stick},
+		{"init", "--db", stick, "--profile", f.profile},
+	} {
+		r := morango(t, args...)
+		if r.code == 0 || !hasHint(r.stderr) {
+			t.Errorf("%s --db FOLDER: want a failure with a hint saying --db names the database file: %s", args[0], r)
+		}
+	}
+}
