@@ -1,6 +1,9 @@
 package bundle
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Errors a reader returns, each wrapped with what was being read. They are
 // distinct so that a damaged file is never reported as a forgery, and a
@@ -10,6 +13,9 @@ var (
 	// ErrBadMagic means the file is not a bundle (or not a manifest, when a
 	// manifest was expected).
 	ErrBadMagic = errors.New("not a morango file of this kind")
+	// ErrOtherKind is ErrBadMagic for a manifest where a bundle was
+	// expected, or a bundle where a manifest was.
+	ErrOtherKind = fmt.Errorf("%w", ErrBadMagic)
 	// ErrUnsupportedVersion means the file has a format version this
 	// reader does not know: a newer program wrote it.
 	ErrUnsupportedVersion = errors.New("unsupported format version")

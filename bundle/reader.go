@@ -410,7 +410,7 @@ func (s *source) preamble(magic [magicSize]byte, kind string) (version int, head
 			other, name = bundleMagic, "bundle"
 		}
 		if n == magicSize && [magicSize]byte(b[:magicSize]) == other {
-			return 0, nil, fmt.Errorf("%s: this is a %s: %w", kind, name, ErrBadMagic)
+			return 0, nil, fmt.Errorf("%s: this is a %s: %w", kind, name, ErrOtherKind)
 		}
 		return 0, nil, fmt.Errorf("%s: %w", kind, ErrBadMagic)
 	case err == io.EOF || err == io.ErrUnexpectedEOF:

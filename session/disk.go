@@ -304,6 +304,10 @@ func (in *diskIncoming) reopen(trust Trust) error {
 		if !isFormatError(err) {
 			return readFailed(in.d.Bundle, err)
 		}
+		if errors.Is(err, bundle.ErrOtherKind) {
+			return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err),
+				"a manifest tells a peer what to send ('morango export --for' reads it); import a .bundle file, or run 'morango exchange' on the stick's folder")
+		}
 		return hinted(fmt.Errorf("bundle %s: %w", in.d.Bundle, err), "the file is damaged or not a bundle; the device that wrote it writes it anew at its next exchange (or export)")
 	}
 	in.f, in.r = f, r

@@ -579,6 +579,8 @@ func TestMistakesSayWhatToDo(t *testing.T) {
 	}
 	ok(t, "cert", "request", "--db", f.city.path, "--scope", "full-facility", "--param", "dataset_id="+f.root, "-o", request)
 	empty := newApp(t, f.dir, "empty")
+	manifest := filepath.Join(f.dir, "fac.manifest")
+	ok(t, "manifest", "--db", f.fac.path, "--cert", f.root, "-o", manifest)
 
 	before := f.city.state()
 	for _, c := range []struct {
@@ -593,6 +595,7 @@ func TestMistakesSayWhatToDo(t *testing.T) {
 		{[]string{"cert", "root", "--db", f.city.path, "--scope", "full-facility"}, "a new root would start another facility"},
 		{[]string{"forget", f.dir, "tablet-9"}, "no device \"tablet-9\" has a manifest"},
 		{[]string{"delete", "--db", f.city.path, "--model", "classroom", "0123456789abcdef0123456789abcdef"}, "no classroom with id"},
+		{[]string{"import", "--db", f.city.path, manifest}, "this is a manifest"},
 	} {
 		r := morango(t, c.args...)
 		if r.code != 1 || !hasHint(r.stderr) || !strings.Contains(r.stderr, c.says) {
