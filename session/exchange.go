@@ -133,6 +133,12 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		res.Files = append(res.Files, fr)
 		path := filepath.Join(dir, n)
 		h, err := readBundleHeader(fs, path)
+		if err != nil && strings.HasPrefix(n, in.ID+"-to-") {
+			// This device's own, damaged on the stick: the export below
+			// writes it anew (or removes it, if the peer lacks nothing).
+			fr.Action, fr.Reason = "skipped", "written by this device, and damaged: "+err.Error()
+			continue
+		}
 		if err != nil {
 			fr.Action, fr.Reason = "failed", err.Error()
 			res.Failed++

@@ -409,3 +409,38 @@ func TestExportForManifestKeepsItsFilter(t *testing.T) {
 		t.Errorf("city received %d records outside the partitions its manifest asked for", n)
 	}
 }
+
+// A bundle this device wrote, damaged on the stick (cut short), is not a
+// failure of its next exchange: it is its own, and that exchange writes it
+// anew, whole, for the peer to import.
+func TestOwnDamagedBundleIsWrittenAnew(t *testing.T) {
+	stick := t.TempDir()
+	fac, city, _ := facilityAnd(t, "city")
+	visit := func(d *device) *ExchangeResult {
+		t.Helper()
+		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert})
+		if err != nil {
+			t.Fatalf("%s: %v", d.name, err)
+		}
+		return r
+	}
+	visit(city)
+	visit(fac)
+	b := filepath.Join(stick, BundleName(fac.instance(), city.instance()))
+	data, err := os.ReadFile(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, data[:len(data)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if r := visit(fac); r.Failed != 0 {
+		t.Errorf("the facility's own damaged bundle failed its exchange: %+v", r.Files)
+	}
+	if r := visit(city); r.Failed != 0 {
+		t.Errorf("city: %+v", r.Files)
+	}
+	if d := diffStates(fac.syncState(), city.syncState()); d != "" {
+		t.Errorf("after the bundle was written anew:\n%s", d)
+	}
+}
