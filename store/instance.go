@@ -213,16 +213,18 @@ func (db *DB) RenewIfOlder(ctx context.Context, claimed int64) (bool, error) {
 }
 
 // FormerSelf reports whether id is an instance this database had before
-// it was moved on this same device, which will never sync again (this one
-// carries on its data): an earlier instance of the same system and node
-// ids (both known) whose file is gone, or is this very file (a drive
-// mounted elsewhere and back). It returns where that file was. A file
-// still there may be a copy in use, and an instance of other system or
-// node ids may be a copy on another device (machines made from one image
-// share a machine id): neither is reported.
+// it was moved on this same device, or before it was renewed after a
+// restore, which will never sync again (this one carries on its data): an
+// earlier instance of the same system and node ids whose file is this very
+// file (a drive mounted elsewhere and back, a renewed instance), or, with
+// both ids known, whose file is gone. It returns where that file was. A
+// file still there may be a copy in use, and an instance of other system
+// or node ids may be a copy on another device (machines made from one
+// image share a machine id): neither is reported; nor is an instance at
+// another path when an id is not known here.
 func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
 	in, err := db.Instance(ctx)
-	if err != nil || id == in.ID || in.SystemID == "" || in.NodeID == "" {
+	if err != nil || id == in.ID {
 		return false, "", err
 	}
 	var path, system, node string
@@ -238,6 +240,9 @@ func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
 	}
 	if path == db.path {
 		return true, path, nil
+	}
+	if in.SystemID == "" || in.NodeID == "" {
+		return false, "", nil
 	}
 	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
 		return false, "", nil
