@@ -68,9 +68,12 @@ type IncomingHeader struct {
 	// FSIC holds the sender's counters. It is empty until Records has read
 	// the transfer to its end: counters are taken only from a verified
 	// transfer.
-	FSIC   fsic.V2
-	Counts map[string]int64
-	Total  int64
+	FSIC fsic.V2
+	// PeerFSIC holds the recipient's counters the transfer was computed
+	// against (from its manifest), or nil; set when FSIC is.
+	PeerFSIC *fsic.V2
+	Counts   map[string]int64
+	Total    int64
 }
 
 // Incoming is a transfer arriving at this device. Records may be read more

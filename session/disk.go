@@ -351,7 +351,7 @@ func (in *diskIncoming) Records(ctx context.Context, trust Trust, fn func(*store
 				return err
 			}
 			// The counters are decoded only from a verified file.
-			in.h.FSIC = in.r.Header().FSIC
+			in.h.FSIC, in.h.PeerFSIC = in.r.Header().FSIC, in.r.Header().PeerFSIC
 			return nil
 		}
 		if err != nil {

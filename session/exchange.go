@@ -105,7 +105,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	// Before anything is serialized: a database restored from a backup
 	// takes a new instance, or its next versions would reuse counters.
 	former := in.ID
-	if in, err = renewFromManifests(ctx, db, fs, dir, names); err != nil {
+	if in, err = renewFromFolder(ctx, db, fs, dir, names); err != nil {
 		return nil, err
 	}
 	res := &ExchangeResult{Instance: in.ID}
@@ -234,7 +234,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		return res, err
 	}
 	mpath := filepath.Join(dir, ManifestName(in.ID))
-	if _, err := WriteManifest(ctx, db, fs, mpath, ManifestOptions{CertID: opts.CertID, Name: opts.Name}); err != nil {
+	if _, err := writeManifest(ctx, db, fs, mpath, ManifestOptions{CertID: opts.CertID, Name: opts.Name}); err != nil {
 		return res, err
 	}
 	res.Files = append(res.Files, &FileResult{File: ManifestName(in.ID), Action: "wrote manifest"})
@@ -307,30 +307,55 @@ func readBundleHeader(fs bundle.FS, path string) (*bundle.Header, error) {
 	return r.Header(), nil
 }
 
-// renewFromManifests reads the peers' manifests in dir and gives the
-// database a new instance if one of them, verified and trusted, holds
-// versions of its current instance above its counter (see
-// store.DB.RenewIfOlder). A manifest that cannot be read is left to the
-// export for it to report. It returns the current instance.
-func renewFromManifests(ctx context.Context, db *store.DB, fs bundle.FS, dir string, names []string) (*store.Instance, error) {
+// renewFromFolder gives the database a new instance (see
+// store.DB.RenewIfOlder) if the folder dir shows it was restored from a
+// backup: a peer's manifest there, verified and trusted, holds versions of
+// its current instance above its counter, or a bundle there signed as its
+// own is of a transfer it does not know (its header is read unverified: a
+// forgery only makes it renew). A file that cannot be read is left to the
+// step that uses it to report. names lists dir (nil: it is read). It
+// returns the current instance.
+func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string, names []string) (*store.Instance, error) {
+	if names == nil {
+		names, _ = fs.ReadDir(dir)
+	}
 	for _, n := range names {
-		if !strings.HasSuffix(n, manifestSuffix) {
-			continue
-		}
-		peer, err := (&DiskConnection{FS: fs, Manifest: filepath.Join(dir, n)}).Peer(ctx, nil)
-		if err != nil || peer == nil || peer.Holdings == nil {
-			continue
-		}
-		pc, err := verifyTrusted(ctx, db, peer.Chain)
-		if err != nil {
-			continue
-		}
-		ps, err := pc.Scope(db.Profile())
-		if err != nil {
-			continue
-		}
-		if _, err := renewIfRestored(ctx, db, *peer.Holdings, ps.Read); err != nil {
-			return nil, err
+		path := filepath.Join(dir, n)
+		switch {
+		case strings.HasSuffix(n, manifestSuffix):
+			peer, err := (&DiskConnection{FS: fs, Manifest: path}).Peer(ctx, nil)
+			if err != nil || peer == nil || peer.Holdings == nil {
+				continue
+			}
+			pc, err := verifyTrusted(ctx, db, peer.Chain)
+			if err != nil {
+				continue
+			}
+			ps, err := pc.Scope(db.Profile())
+			if err != nil {
+				continue
+			}
+			if _, err := renewIfRestored(ctx, db, *peer.Holdings, ps.Read); err != nil {
+				return nil, err
+			}
+		case strings.HasSuffix(n, bundleSuffix):
+			in, err := db.Instance(ctx)
+			if err != nil {
+				return nil, err
+			}
+			h, err := readBundleHeader(fs, path)
+			if err != nil || h.SenderInstance != in.ID {
+				continue
+			}
+			known, err := db.KnownTransfer(ctx, h.TransferID)
+			if err != nil {
+				return nil, err
+			}
+			if !known {
+				if _, err := db.RenewIfOlder(ctx, in.Counter+1); err != nil {
+					return nil, err
+				}
+			}
 		}
 	}
 	return db.Instance(ctx)

@@ -201,19 +201,26 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			// serialized: a database restored from a backup takes a new
 			// instance, or its next versions would reuse counters the
 			// sender holds.
+			before, err := db.Instance(ctx)
+			if err != nil {
+				return err
+			}
 			if renewed, err := renewIfRestored(ctx, db, inc.Header().FSIC, filter); err != nil {
 				return err
-			} else if renewed {
-				// A bundle addressed to the former instance holds what it
-				// lacked before the restore, not what this one lacks: it
-				// is imported as one for another device.
-				if in, err := db.Instance(ctx); err != nil {
+			} else if renewed && h.RecipientInst != "" && computedBeforeRestore(inc.Header().PeerFSIC, before) {
+				// A bundle addressed to the former instance, computed
+				// against what the file held before the restore, holds
+				// what it lacked then, not what this one lacks: it is
+				// imported as one for another device (its counters are
+				// not claimed). One computed against the restored file's
+				// own manifest is this file's.
+				in, err := db.Instance(ctx)
+				if err != nil {
 					return err
-				} else if h.RecipientInst != "" {
-					me = in.ID
-					if h.RecipientInst != me {
-						res.ForOther = h.RecipientInst
-					}
+				}
+				me = in.ID
+				if h.RecipientInst != me {
+					res.ForOther = h.RecipientInst
 				}
 			}
 			// Many pending app changes are serialized in short
@@ -231,7 +238,7 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			c.persist = im.UpdateTransfer
 			var n, outside int64 // outside: refused here for lying outside what is kept
 			recs := make([]*store.Record, 0, batchSize)
-			err := readAhead(ctx, func(ctx context.Context, fn func(*store.Record) error) error {
+			err = readAhead(ctx, func(ctx context.Context, fn func(*store.Record) error) error {
 				return inc.Records(ctx, trust, fn)
 			}, check, func(batch []checked) error {
 				recs = recs[:0]
@@ -430,3 +437,22 @@ func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string
 
 // IsAlreadyApplied reports whether err says a bundle was applied before.
 func IsAlreadyApplied(err error) bool { return errors.Is(err, store.ErrAlreadyApplied) }
+
+// computedBeforeRestore reports whether a bundle computed against the
+// recipient's counters peer may have been computed against a state of the
+// file of instance in later than the file holds now (before it was
+// restored from a backup): peer says it held more of in than in's counter,
+// or is not known.
+func computedBeforeRestore(peer *fsic.V2, in *store.Instance) bool {
+	if peer == nil {
+		return true
+	}
+	for _, ps := range []fsic.Partitions{peer.Super, peer.Sub} {
+		for _, cs := range ps {
+			if cs[in.ID] > in.Counter {
+				return true
+			}
+		}
+	}
+	return false
+}

@@ -6,6 +6,7 @@ import (
 	"crypto/rsa"
 	"fmt"
 	"io"
+	"path/filepath"
 	"time"
 
 	"github.com/morango-sync/morango/bundle"
@@ -25,8 +26,30 @@ type ManifestOptions struct {
 
 // WriteManifest writes, atomically, a signed manifest saying who this device
 // is and what it holds under its certificate's read scope, so that a peer
-// exports only what it lacks and may read.
+// exports only what it lacks and may read. It serializes the app's changes
+// first, so that the peer does not send back versions this device writes
+// next. Before that, the folder the manifest goes to (a stick, where the
+// peers' manifests are) is read for signs that the database was restored
+// from a backup (see renewFromFolder): its versions must not reuse
+// counters the peers hold.
 func WriteManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string, opts ManifestOptions) (*bundle.Manifest, error) {
+	if _, _, _, err := ownCertificate(ctx, db, opts.CertID); err != nil {
+		return nil, err
+	}
+	if fs == nil {
+		fs = bundle.OSFS{}
+	}
+	if _, err := renewFromFolder(ctx, db, fs, filepath.Dir(path), nil); err != nil {
+		return nil, err
+	}
+	if _, err := db.Serialize(ctx); err != nil {
+		return nil, err
+	}
+	return writeManifest(ctx, db, fs, path, opts)
+}
+
+// writeManifest writes the manifest of what the store holds now.
+func writeManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string, opts ManifestOptions) (*bundle.Manifest, error) {
 	signer, chain, scope, err := ownCertificate(ctx, db, opts.CertID)
 	if err != nil {
 		return nil, err
@@ -35,11 +58,6 @@ func WriteManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string,
 	if len(opts.Filter) > 0 {
 		filter = filter.Intersect(certs.Filter(opts.Filter))
 	}
-	// Nothing is serialized: a peer sends what it holds and this device
-	// lacks, and it holds none of the app's changes not yet serialized
-	// here. A database restored from a backup must first see the peers'
-	// counters (RenewIfOlder) before it writes versions; its manifest is
-	// often the first thing it writes.
 	holdings, err := db.FSIC(ctx, filter)
 	if err != nil {
 		return nil, err

@@ -100,6 +100,12 @@ func count(t *testing.T, db *sql.DB, q string, args ...any) int {
 // facility's path and opened. It returns the devices, the restored store,
 // an app connection to it and the facility's former instance.
 func restoredFacility(t *testing.T, stick string, hook func(fac, city *device)) (fac, city *device, f facilityData, db *store.DB, app *sql.DB, old string) {
+	return restoredFacilityWeek(t, stick, true, hook)
+}
+
+// restoredFacilityWeek is restoredFacility; the city visits the stick in the
+// week before the failure only if cityThisWeek.
+func restoredFacilityWeek(t *testing.T, stick string, cityThisWeek bool, hook func(fac, city *device)) (fac, city *device, f facilityData, db *store.DB, app *sql.DB, old string) {
 	t.Helper()
 	fac, city, f = facilityAnd(t, "city")
 	for range 2 {
@@ -114,35 +120,15 @@ func restoredFacility(t *testing.T, stick string, hook func(fac, city *device)) 
 		fac.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, ?, 0.5)`,
 			ids.Random(), f.dataset, f.learner, "week-"+string(rune('a'+i)))
 		visitStick(t, stick, fac, fac.db)
-		visitStick(t, stick, city, city.db)
+		if cityThisWeek {
+			visitStick(t, stick, city, city.db)
+		}
 	}
 	old = fac.instance()
 	if hook != nil {
 		hook(fac, city)
 	}
-	if err := fac.db.Close(); err != nil {
-		t.Fatal(err)
-	}
-	fac.app.Close()
-	for _, suffix := range []string{"", "-wal", "-shm"} {
-		os.Remove(fac.path + suffix)
-	}
-	data, err := os.ReadFile(backup)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(fac.path, data, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	db, id := openAt(t, fac.path, &store.Options{SystemID: "sys-facility", NodeID: "node-facility"})
-	if id != old {
-		t.Fatalf("restored file opened as %s, want %s", id[:8], old[:8])
-	}
-	app, err = sql.Open("sqlite", fac.path+"?_pragma=busy_timeout(10000)")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { app.Close() })
+	db, app = restore(t, fac, backup, old)
 	return fac, city, f, db, app, old
 }
 
@@ -231,4 +217,35 @@ func TestRenewalSeenByOtherHandleOfSameFile(t *testing.T) {
 	if n := count(t, app, `SELECT count(*) FROM contentlog WHERE content_id LIKE 'week-%'`); n != 5 {
 		t.Errorf("facility: %d of the 5 logs of the week before the failure came back", n)
 	}
+}
+
+// restore puts the backup in place of fac's database, as after a disk
+// failure, and opens it: its store (which must still be instance old) and
+// an app connection.
+func restore(t *testing.T, fac *device, backup, old string) (*store.DB, *sql.DB) {
+	t.Helper()
+	if err := fac.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	fac.app.Close()
+	for _, suffix := range []string{"", "-wal", "-shm"} {
+		os.Remove(fac.path + suffix)
+	}
+	data, err := os.ReadFile(backup)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(fac.path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, id := openAt(t, fac.path, &store.Options{SystemID: "sys-facility", NodeID: "node-facility"})
+	if id != old {
+		t.Fatalf("restored file opened as %s, want %s", id[:8], old[:8])
+	}
+	app, err := sql.Open("sqlite", fac.path+"?_pragma=busy_timeout(10000)")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { app.Close() })
+	return db, app
 }

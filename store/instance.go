@@ -179,8 +179,9 @@ func (db *DB) RenewIfOlder(ctx context.Context, claimed int64) (bool, error) {
 	if err != nil || claimed <= in.Counter {
 		return false, err
 	}
-	db.mu.Lock()
-	defer db.mu.Unlock()
+	// db.mu is not held across the transaction: CreateTransfer reads the
+	// instance inside one, and the two would wait on each other. The
+	// transaction checks again that the instance is current and behind.
 	var inst Instance
 	renewed := false
 	err = db.writeTx(ctx, func(tx *sql.Tx) error {
@@ -208,7 +209,9 @@ func (db *DB) RenewIfOlder(ctx context.Context, claimed int64) (bool, error) {
 	}
 	db.log.Info("database older than versions other devices hold of it (restored from a backup?): new instance",
 		"was", in.ID, "counter", in.Counter, "claimed", claimed, "now", inst.ID)
+	db.mu.Lock()
 	db.instance = &inst
+	db.mu.Unlock()
 	return true, nil
 }
 

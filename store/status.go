@@ -63,6 +63,13 @@ func (db *DB) Status(ctx context.Context) (*Status, error) {
 		return nil, err
 	}
 	st := &Status{Path: db.path, Profile: db.profile.Name, Instance: *in}
+	// Read before the transaction below takes a connection of the pool:
+	// with every connection held by a Status waiting for another, none
+	// would return.
+	_, _, broken, err := db.heldScopes(ctx)
+	if err != nil {
+		return nil, err
+	}
 	tx, err := db.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
 	if err != nil {
 		return nil, err
@@ -100,10 +107,6 @@ func (db *DB) Status(ctx context.Context) (*Status, error) {
 	// A certificate of this device whose chain stopped verifying (a
 	// profile whose scope definitions changed) grants nothing: every
 	// change under it waits, and the reason is here.
-	_, _, broken, err := db.heldScopes(ctx)
-	if err != nil {
-		return nil, err
-	}
 	for _, id := range slices.Sorted(maps.Keys(broken)) {
 		why := broken[id]
 		st.Problems = append(st.Problems, Problem{Stage: "certificate", ID: id,
