@@ -201,26 +201,30 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			// serialized: a database restored from a backup takes a new
 			// instance, or its next versions would reuse counters the
 			// sender holds.
-			before, err := db.Instance(ctx)
+			renewed, err := renewIfRestored(ctx, db, inc.Header().FSIC, filter)
 			if err != nil {
 				return err
 			}
-			if renewed, err := renewIfRestored(ctx, db, inc.Header().FSIC, filter); err != nil {
-				return err
-			} else if renewed && h.RecipientInst != "" && computedBeforeRestore(inc.Header().PeerFSIC, before) {
+			if renewed && h.RecipientInst != "" {
 				// A bundle addressed to the former instance, computed
 				// against what the file held before the restore, holds
 				// what it lacked then, not what this one lacks: it is
 				// imported as one for another device (its counters are
 				// not claimed). One computed against the restored file's
 				// own manifest is this file's.
-				in, err := db.Instance(ctx)
+				before, err := computedBeforeRestore(ctx, db, inc.Header().PeerFSIC, filter)
 				if err != nil {
 					return err
 				}
-				me = in.ID
-				if h.RecipientInst != me {
-					res.ForOther = h.RecipientInst
+				if before {
+					in, err := db.Instance(ctx)
+					if err != nil {
+						return err
+					}
+					me = in.ID
+					if h.RecipientInst != me {
+						res.ForOther = h.RecipientInst
+					}
 				}
 			}
 			// Many pending app changes are serialized in short
@@ -439,20 +443,18 @@ func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string
 func IsAlreadyApplied(err error) bool { return errors.Is(err, store.ErrAlreadyApplied) }
 
 // computedBeforeRestore reports whether a bundle computed against the
-// recipient's counters peer may have been computed against a state of the
-// file of instance in later than the file holds now (before it was
-// restored from a backup): peer says it held more of in than in's counter,
-// or is not known.
-func computedBeforeRestore(peer *fsic.V2, in *store.Instance) bool {
+// recipient's counters peer may have been computed against a state of this
+// file later than the one it holds now (before it was restored from a
+// backup): peer holds, under filter, more of some instance than this
+// database does, or is not known. Claiming such a bundle's counters would
+// claim what the restored file lost.
+func computedBeforeRestore(ctx context.Context, db *store.DB, peer *fsic.V2, filter certs.Filter) (bool, error) {
 	if peer == nil {
-		return true
+		return true, nil
 	}
-	for _, ps := range []fsic.Partitions{peer.Super, peer.Sub} {
-		for _, cs := range ps {
-			if cs[in.ID] > in.Counter {
-				return true
-			}
-		}
+	ours, err := db.FSIC(ctx, filter)
+	if err != nil {
+		return false, err
 	}
-	return false
+	return len(fsic.Diff(fsic.Expand(*peer, filter), fsic.Expand(ours, filter))) > 0, nil
 }
