@@ -416,14 +416,7 @@ func TestExportForManifestKeepsItsFilter(t *testing.T) {
 func TestOwnDamagedBundleIsWrittenAnew(t *testing.T) {
 	stick := t.TempDir()
 	fac, city, _ := facilityAnd(t, "city")
-	visit := func(d *device) *ExchangeResult {
-		t.Helper()
-		r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert})
-		if err != nil {
-			t.Fatalf("%s: %v", d.name, err)
-		}
-		return r
-	}
+	visit := func(d *device) *ExchangeResult { return visitStick(t, stick, d, d.db) }
 	visit(city)
 	visit(fac)
 	b := filepath.Join(stick, BundleName(fac.instance(), city.instance()))

@@ -28,14 +28,7 @@ func TestForgedCountersDoNotLoseBundles(t *testing.T) {
 	}{{"other learner's partition", false}, {"own partition", true}} {
 		t.Run(c.name, func(t *testing.T) {
 			fac, home, f, stick := learnerTablet(t)
-			visit := func(d *device) *ExchangeResult {
-				t.Helper()
-				r, err := Exchange(t.Context(), d.db, stick, ExchangeOptions{CertID: d.cert})
-				if err != nil {
-					t.Fatalf("%s: %v", d.name, err)
-				}
-				return r
-			}
+			visit := func(d *device) *ExchangeResult { return visitStick(t, stick, d, d.db) }
 			visit(fac)
 			log := ids.Random()
 			home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'c9', 1)`, log, f.dataset, f.learner)

@@ -24,31 +24,7 @@ import (
 // the restored file lacks and the bundle did not carry), so the note
 // comes back.
 func TestRestoredImportDoesNotClaimWhatPeerCountersSaidItHeld(t *testing.T) {
-	stick := t.TempDir()
-	fac, city, f := facilityAnd(t, "city")
-	for range 2 {
-		visitStick(t, stick, fac, fac.db)
-		visitStick(t, stick, city, city.db)
-	}
-	backup := filepath.Join(t.TempDir(), "backup.sqlite3")
-	if _, err := fac.app.Exec(`VACUUM INTO ?`, backup); err != nil {
-		t.Fatal(err)
-	}
-	old := fac.instance()
-	note := ids.Random()
-	city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES (?, ?, 'from the city after the backup')`, note, f.dataset)
-	visitStick(t, stick, city, city.db)
-	visitStick(t, stick, fac, fac.db) // imports the note; its manifest on the stick says so
-	if n := fac.count(`SELECT count(*) FROM adminnote WHERE id = ?`, note); n != 1 {
-		t.Fatalf("the note did not reach the facility before the failure")
-	}
-	for i := range 5 {
-		fac.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, ?, 0.5)`,
-			ids.Random(), f.dataset, f.learner, "week-"+string(rune('a'+i)))
-	}
-	fac.export(filepath.Join(stick, BundleName(old, city.instance())), filepath.Join(stick, ManifestName(city.instance())))
-	visitStick(t, stick, city, city.db) // imports the week, writes its bundle for the facility's manifest on the stick
-
+	stick, fac, city, backup, old, note := noteAfterBackup(t)
 	db, app := restore(t, fac, backup, old)
 	if n := count(t, app, `SELECT count(*) FROM adminnote WHERE id = ?`, note); n != 0 {
 		t.Fatalf("the backup holds the note")
@@ -82,28 +58,7 @@ func TestRestoredImportDoesNotClaimWhatPeerCountersSaidItHeld(t *testing.T) {
 // must not claim the city's counters up to the note the restored file
 // lacks.
 func TestRestoredExchangeAfterForgetDoesNotClaimWhatPeerCountersSaidItHeld(t *testing.T) {
-	stick := t.TempDir()
-	fac, city, f := facilityAnd(t, "city")
-	for range 2 {
-		visitStick(t, stick, fac, fac.db)
-		visitStick(t, stick, city, city.db)
-	}
-	backup := filepath.Join(t.TempDir(), "backup.sqlite3")
-	if _, err := fac.app.Exec(`VACUUM INTO ?`, backup); err != nil {
-		t.Fatal(err)
-	}
-	old := fac.instance()
-	note := ids.Random()
-	city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES (?, ?, 'from the city after the backup')`, note, f.dataset)
-	visitStick(t, stick, city, city.db)
-	visitStick(t, stick, fac, fac.db)
-	for i := range 5 {
-		fac.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, ?, 0.5)`,
-			ids.Random(), f.dataset, f.learner, "week-"+string(rune('a'+i)))
-	}
-	fac.export(filepath.Join(stick, BundleName(old, city.instance())), filepath.Join(stick, ManifestName(city.instance())))
-	visitStick(t, stick, city, city.db)
-
+	stick, fac, city, backup, old, note := noteAfterBackup(t)
 	db, app := restore(t, fac, backup, old)
 	if _, _, err := Forget(nil, stick, city.instance()); err != nil {
 		t.Fatal(err)
@@ -122,4 +77,39 @@ func TestRestoredExchangeAfterForgetDoesNotClaimWhatPeerCountersSaidItHeld(t *te
 	if n := count(t, app, `SELECT count(*) FROM contentlog WHERE content_id LIKE 'week-%'`); n != 5 {
 		t.Errorf("facility: %d of the 5 logs of the lost week came back", n)
 	}
+}
+
+// noteAfterBackup sets up the story of the tests above: the facility is
+// backed up; the city adds a note, which the facility imports (its manifest
+// on the stick says so); the facility records a week of logs and exports
+// them for the city's manifest into the stick; the city imports them and
+// writes its bundle for the facility. It returns the stick, the devices,
+// the backup, the facility's instance and the note's id.
+func noteAfterBackup(t *testing.T) (stick string, fac, city *device, backup, old, note string) {
+	t.Helper()
+	stick = t.TempDir()
+	fac, city, f := facilityAnd(t, "city")
+	for range 2 {
+		visitStick(t, stick, fac, fac.db)
+		visitStick(t, stick, city, city.db)
+	}
+	backup = filepath.Join(t.TempDir(), "backup.sqlite3")
+	if _, err := fac.app.Exec(`VACUUM INTO ?`, backup); err != nil {
+		t.Fatal(err)
+	}
+	old = fac.instance()
+	note = ids.Random()
+	city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES (?, ?, 'from the city after the backup')`, note, f.dataset)
+	visitStick(t, stick, city, city.db)
+	visitStick(t, stick, fac, fac.db) // imports the note; its manifest on the stick says so
+	if n := fac.count(`SELECT count(*) FROM adminnote WHERE id = ?`, note); n != 1 {
+		t.Fatalf("the note did not reach the facility before the failure")
+	}
+	for i := range 5 {
+		fac.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, ?, 0.5)`,
+			ids.Random(), f.dataset, f.learner, "week-"+string(rune('a'+i)))
+	}
+	fac.export(filepath.Join(stick, BundleName(old, city.instance())), filepath.Join(stick, ManifestName(city.instance())))
+	visitStick(t, stick, city, city.db) // imports the week, writes its bundle for the facility's manifest on the stick
+	return stick, fac, city, backup, old, note
 }
