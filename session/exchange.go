@@ -72,6 +72,11 @@ type ExchangeResult struct {
 	Renewed string `json:"renewed,omitempty"`
 }
 
+// otherFacility says why a file whose certificate chain is valid but roots
+// in a root this device does not trust is skipped: a stick may serve the
+// devices of several facilities, each of which sees only its own.
+const otherFacility = "a device of another facility (its certificates root in one this device does not trust)"
+
 // Exchange is the one-command visit with a shared folder such as a USB
 // stick: it imports every bundle in dir addressed to this device (or to
 // anyone) that it has not applied yet, then writes this device's manifest,
@@ -79,11 +84,6 @@ type ExchangeResult struct {
 // that device lacks and may read. Running it in turn on several devices with
 // one stick moves everything everyone may see. A file that fails (tampered,
 // untrusted, truncated) is reported and skipped; the others go on.
-// otherFacility says why a file whose certificate chain is valid but roots
-// in a root this device does not trust is skipped: a stick may serve the
-// devices of several facilities, each of which sees only its own.
-const otherFacility = "a device of another facility (its certificates root in one this device does not trust)"
-
 func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOptions) (*ExchangeResult, error) {
 	fs := opts.FS
 	if fs == nil {
@@ -94,7 +94,8 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		return nil, err
 	}
 	// The certificate must be usable before anything is touched.
-	if _, _, _, err := ownCertificate(ctx, db, opts.CertID); err != nil {
+	signer, chain, scope, err := ownCertificate(ctx, db, opts.CertID)
+	if err != nil {
 		return nil, err
 	}
 	names, err := fs.ReadDir(dir)
@@ -234,7 +235,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		return res, err
 	}
 	mpath := filepath.Join(dir, ManifestName(in.ID))
-	if _, err := writeManifest(ctx, db, fs, mpath, ManifestOptions{CertID: opts.CertID, Name: opts.Name}); err != nil {
+	if _, err := writeManifest(ctx, db, fs, mpath, ManifestOptions{CertID: opts.CertID, Name: opts.Name}, signer, chain, scope); err != nil {
 		return res, err
 	}
 	res.Files = append(res.Files, &FileResult{File: ManifestName(in.ID), Action: "wrote manifest"})
@@ -319,6 +320,10 @@ func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string
 	if names == nil {
 		names, _ = fs.ReadDir(dir)
 	}
+	in, err := db.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range names {
 		path := filepath.Join(dir, n)
 		switch {
@@ -335,14 +340,16 @@ func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string
 			if err != nil {
 				continue
 			}
-			if _, err := renewIfRestored(ctx, db, *peer.Holdings, ps.Read); err != nil {
-				return nil, err
-			}
-		case strings.HasSuffix(n, bundleSuffix):
-			in, err := db.Instance(ctx)
+			renewed, err := renewIfRestored(ctx, db, *peer.Holdings, ps.Read)
 			if err != nil {
 				return nil, err
 			}
+			if renewed {
+				if in, err = db.Instance(ctx); err != nil {
+					return nil, err
+				}
+			}
+		case strings.HasSuffix(n, bundleSuffix):
 			h, err := readBundleHeader(fs, path)
 			if err != nil || h.SenderInstance != in.ID {
 				continue
@@ -351,14 +358,21 @@ func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string
 			if err != nil {
 				return nil, err
 			}
-			if !known {
-				if _, err := db.RenewIfOlder(ctx, in.Counter+1); err != nil {
+			if known {
+				continue
+			}
+			renewed, err := db.RenewIfOlder(ctx, in.Counter+1)
+			if err != nil {
+				return nil, err
+			}
+			if renewed {
+				if in, err = db.Instance(ctx); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
-	return db.Instance(ctx)
+	return in, nil
 }
 
 // renewIfRestored gives the database a new instance if counters a peer

@@ -33,7 +33,8 @@ type ManifestOptions struct {
 // from a backup (see renewFromFolder): its versions must not reuse
 // counters the peers hold.
 func WriteManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string, opts ManifestOptions) (*bundle.Manifest, error) {
-	if _, _, _, err := ownCertificate(ctx, db, opts.CertID); err != nil {
+	signer, chain, scope, err := ownCertificate(ctx, db, opts.CertID)
+	if err != nil {
 		return nil, err
 	}
 	if fs == nil {
@@ -45,15 +46,13 @@ func WriteManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string,
 	if _, err := db.Serialize(ctx); err != nil {
 		return nil, err
 	}
-	return writeManifest(ctx, db, fs, path, opts)
+	return writeManifest(ctx, db, fs, path, opts, signer, chain, scope)
 }
 
-// writeManifest writes the manifest of what the store holds now.
-func writeManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string, opts ManifestOptions) (*bundle.Manifest, error) {
-	signer, chain, scope, err := ownCertificate(ctx, db, opts.CertID)
-	if err != nil {
-		return nil, err
-	}
+// writeManifest writes the manifest of what the store holds now, signed
+// with signer (whose chain and scope ownCertificate gave).
+func writeManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string, opts ManifestOptions,
+	signer *certs.Certificate, chain []certs.Link, scope certs.Scope) (*bundle.Manifest, error) {
 	filter := scope.Read
 	if len(opts.Filter) > 0 {
 		filter = filter.Intersect(certs.Filter(opts.Filter))
