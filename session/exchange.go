@@ -70,6 +70,10 @@ type ExchangeResult struct {
 	// it (restored from a backup): it took a new instance (see
 	// store.DB.RenewIfOlder).
 	Renewed string `json:"renewed,omitempty"`
+	// Unsynced counts this device's app changes that could not become
+	// versions (outside its write scope, an id the profile does not allow,
+	// …): no peer receives them until they are fixed. Status says why.
+	Unsynced int64 `json:"unsynced"`
 }
 
 // otherFacility says why a file whose certificate chain is valid but roots
@@ -231,9 +235,11 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	// The manifest says what this device holds, its own changes made
 	// since the last serialization included: the exports below serialize
 	// them, and a peer reading an older count would send them back.
-	if _, err := db.Serialize(ctx); err != nil {
+	sr, err := db.Serialize(ctx)
+	if err != nil {
 		return res, err
 	}
+	res.Unsynced = sr.Failed
 	mpath := filepath.Join(dir, ManifestName(in.ID))
 	if _, err := writeManifest(ctx, db, fs, mpath, ManifestOptions{CertID: opts.CertID, Name: opts.Name}, signer, chain, scope); err != nil {
 		return res, err

@@ -273,6 +273,10 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 		}
 		printf(c, "\n")
 	}
+	if r.Unsynced > 0 {
+		printf(c, "  NOT SENT  %s of this device's app cannot be synced, so no other device receives it:\n"+
+			"            see why with: morango status --db %s\n", count(r.Unsynced, "changed row"), c.String("db"))
+	}
 }
 
 // exitError sets a specific exit code and hint.

@@ -1,0 +1,42 @@
+package cli_test
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// A row the app wrote that can never become a version (here one in a
+// facility this device may not write) is on no other device; exchange,
+// the one command a visit runs, says so at every visit, and where to see
+// why, instead of leaving it to morango status.
+func TestExchangeSaysWhatCannotBeSent(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 1)
+	stick := filepath.Join(f.dir, "stick")
+	if err := os.Mkdir(stick, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		ok(t, "exchange", "--db", f.fac.path, "--cert", f.root, stick)
+		ok(t, "exchange", "--db", f.city.path, "--cert", f.cityCert, stick)
+	}
+	f.city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', 'ffffffffffffffffffffffffffffffff', 'wrong facility')`)
+	for visit := range 2 {
+		r := ok(t, "exchange", "--db", f.city.path, "--cert", f.cityCert, stick)
+		if !strings.Contains(r.stdout, "NOT SENT  1 changed row") || !strings.Contains(r.stdout, "morango status --db "+f.city.path) {
+			t.Fatalf("visit %d: exchange does not say a row cannot be sent:\n%s", visit+1, r)
+		}
+	}
+	st := ok(t, "status", "--db", f.city.path)
+	if !strings.Contains(st.stdout, "a0000009000000000000000000000000") {
+		t.Fatalf("status does not say why:\n%s", st)
+	}
+	// Fixed, it goes.
+	f.city.exec(`UPDATE adminnote SET dataset_id = ? WHERE id = 'a0000009000000000000000000000000'`, f.root)
+	r := ok(t, "exchange", "--db", f.city.path, "--cert", f.cityCert, stick)
+	if strings.Contains(r.stdout, "NOT SENT") || !strings.Contains(r.stdout, "exported") {
+		t.Fatalf("the fixed row was not sent:\n%s", r)
+	}
+}
