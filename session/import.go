@@ -169,7 +169,10 @@ func Import(ctx context.Context, db *store.DB, conn Connection, opts ImportOptio
 			return "id is not 32 lower-case hex digits"
 		}
 		if m != nil {
-			return fieldsOutside(m, r, sscope.Write)
+			// Versions the signer relays from devices that may write
+			// where their data puts them: merged only if this device
+			// holds them already (store.Record.Unvouched).
+			r.UnvouchedWhy, r.Unvouched = fieldsOutside(m, r, sscope.Write)
 		}
 		return ""
 	}
@@ -327,8 +330,9 @@ func readAhead(ctx context.Context, each func(context.Context, func(*store.Recor
 		batch := make([]checked, 0, batchSize)
 		size := 0 // bytes of record data in batch
 		err = each(ctx, func(r *store.Record) error {
-			c := checked{rec: *r, why: check(r)} // r is reused by the reader: copy it, history included
+			c := checked{rec: *r} // r is reused by the reader: copy it, history included
 			c.rec.History = append([]store.HistoryEntry(nil), r.History...)
+			c.why = check(&c.rec)
 			batch = append(batch, c)
 			size += len(r.Serialized) + len(r.Conflicting)
 			if len(batch) == batchSize || size >= batchBytes {
@@ -391,12 +395,12 @@ func finishApplied(ctx context.Context, db *store.DB, digest string) error {
 	return nil
 }
 
-// fieldsOutside says why a record is refused if the fields of one of its
-// live versions (the head and the conflicting versions it carries) put it
-// in a partition the signer may not write, or in none: those fields are
-// what reach the app table, whatever partition the record claims. It
-// returns "" if they are all within write.
-func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string {
+// fieldsOutside says why the data of some of a record's live versions
+// (the head and the conflicting versions it carries) puts it in a
+// partition the signer may not write, or in none, and lists those
+// versions; those fields are what reach the app table, whatever partition
+// the record claims. It returns "" and nil if they are all within write.
+func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) (string, []store.HistoryEntry) {
 	outside := func(serialized string) string {
 		get, why := dataFields(serialized)
 		if why != "" {
@@ -416,27 +420,33 @@ func fieldsOutside(m *profile.Model, r *store.Record, write certs.Filter) string
 		}
 		return ""
 	}
+	var first string
+	var vs []store.HistoryEntry
 	if !r.Deleted && !r.HardDeleted {
 		if why := outside(r.Serialized); why != "" {
-			return why
+			first = why
+			vs = append(vs, store.HistoryEntry{Instance: r.LastSavedInstance, Counter: r.LastSavedCounter})
 		}
 	}
 	if r.Conflicting == "" {
-		return ""
+		return first, vs
 	}
 	sib, err := merge.DecodeSiblings(r.Conflicting)
 	if err != nil {
-		return "" // refused as malformed when merged
+		return first, vs // refused as malformed when merged
 	}
 	for _, v := range sib {
 		if v.Deleted || v.HardDeleted {
 			continue
 		}
 		if why := outside(v.Serialized); why != "" {
-			return "a conflicting version: " + why
+			if first == "" {
+				first = "a conflicting version: " + why
+			}
+			vs = append(vs, store.HistoryEntry{Instance: v.Instance, Counter: v.Counter})
 		}
 	}
-	return ""
+	return first, vs
 }
 
 // IsAlreadyApplied reports whether err says a bundle was applied before.

@@ -321,6 +321,10 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 			im.res.Refuse(in, err.Error())
 			continue
 		}
+		if len(in.Unvouched) > 0 && !knowsAll(cur, in.Unvouched) {
+			im.res.Refuse(in, in.UnvouchedWhy+" (a version of another device, which this one does not hold yet: it comes from a device whose certificate may write it)")
+			continue
+		}
 		var curState *merge.State
 		if cur != nil {
 			s, err := stateOf(cur)
@@ -362,6 +366,21 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 		local[in.ID] = w.add(in, cur, out, selfRef)
 	}
 	return im.flush(ctx, &w)
+}
+
+// knowsAll reports whether the history of the local record cur (nil for
+// none) covers every version vs names.
+func knowsAll(cur *Record, vs []HistoryEntry) bool {
+	if cur == nil {
+		return false
+	}
+	h := cur.historyMap()
+	for _, v := range vs {
+		if h[v.Instance] < v.Counter {
+			return false
+		}
+	}
+	return true
 }
 
 // batchWriter collects the rows a batch writes: one store row per id (the

@@ -27,6 +27,15 @@ type Record struct {
 	// History lists, per instance, the highest counter of the versions this
 	// record's state includes, sorted by instance.
 	History []HistoryEntry
+	// Unvouched lists versions of an incoming record whose data the
+	// sender's certificate does not vouch for (their data lies outside what
+	// it may write: versions it relays from devices that may). Import.Add
+	// merges such a record only if this device's history of it already
+	// covers each of them: a merge keeps a version its history covers only
+	// if it holds that very version, so they bring no data. UnvouchedWhy
+	// says why, for the refusal otherwise. Never stored.
+	Unvouched    []HistoryEntry
+	UnvouchedWhy string
 
 	rowid int64 // of the local store row, when read for a merge
 }
