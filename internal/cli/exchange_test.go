@@ -40,3 +40,36 @@ func TestExchangeSaysWhatCannotBeSent(t *testing.T) {
 		t.Fatalf("the fixed row was not sent:\n%s", r)
 	}
 }
+
+// A device that holds one certificate of its own needs no --cert: a visit
+// is "morango exchange --db FILE DIR". One that holds several is told
+// which there are.
+func TestCertNeededOnlyWhenSeveral(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 1)
+	stick := filepath.Join(f.dir, "stick")
+	if err := os.Mkdir(stick, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		ok(t, "exchange", "--db", f.fac.path, stick)
+		ok(t, "exchange", "--db", f.city.path, stick)
+	}
+	if n := f.city.count(`SELECT count(*) FROM contentlog`); n != 1 {
+		t.Fatalf("city holds %d logs, want 1", n)
+	}
+	ok(t, "manifest", "--db", f.city.path, "-o", filepath.Join(f.dir, "city.manifest"))
+	ok(t, "export", "--db", f.fac.path, "-o", filepath.Join(f.dir, "all.bundle"))
+
+	other := strings.Fields(ok(t, "cert", "root", "--db", f.fac.path, "--scope", "full-facility", "--another").stdout)[0]
+	r := morango(t, "exchange", "--db", f.fac.path, stick)
+	if r.code != 2 || !strings.Contains(r.stderr, "--cert "+f.root) || !strings.Contains(r.stderr, "--cert "+other) {
+		t.Fatalf("exchange with two certificates of its own and no --cert: %s", r)
+	}
+	blank := newApp(t, f.dir, "blank")
+	ok(t, "init", "--db", blank.path, "--profile", f.profile)
+	r = morango(t, "exchange", "--db", blank.path, stick)
+	if r.code != 2 || !strings.Contains(r.stderr, "no certificate of its own") || !strings.Contains(r.stderr, "cert request") {
+		t.Fatalf("exchange with no certificate: %s", r)
+	}
+}

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -12,7 +13,7 @@ import (
 )
 
 var (
-	certFlag   = &cli.StringFlag{Name: "cert", Usage: "the `ID` of a certificate this device holds the key of", Required: true}
+	certFlag   = &cli.StringFlag{Name: "cert", Usage: "the `ID` of a certificate this device holds the key of (needed only when it holds several)"}
 	quietFlag  = &cli.BoolFlag{Name: "quiet", Aliases: []string{"q"}, Usage: "no progress output"}
 	filterFlag = &cli.StringSliceFlag{Name: "filter", Usage: "partition `PREFIX`es to narrow what is sent (repeat or comma-separate)"}
 )
@@ -26,7 +27,7 @@ certificate's write scope. With --for MANIFEST, only what that device lacks and 
 The file is written atomically, then read back and verified.
 
 Example:
-   morango export --db school.sqlite3 --cert 1e2edbeb2ffea72cd7eb943a956a992c -o /media/usb/facility.bundle`,
+   morango export --db school.sqlite3 -o /media/usb/facility.bundle`,
 		Flags: []cli.Flag{dbFlag, certFlag, filterFlag,
 			&cli.StringFlag{Name: "for", Usage: "the peer's manifest `FILE`"},
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the bundle `FILE` to write", Required: true},
@@ -40,10 +41,14 @@ Example:
 				return err
 			}
 			defer db.Close()
+			cert, err := certOf(c, db)
+			if err != nil {
+				return err
+			}
 			p := newProgress(c.App.ErrWriter, c.Bool("json"), c.Bool("quiet"))
 			defer p.done()
 			r, err := session.Export(c.Context, db, &session.DiskConnection{Bundle: c.String("output"), Manifest: c.String("for")},
-				session.ExportOptions{CertID: c.String("cert"), Filter: c.StringSlice("filter"), Observer: p.observer()})
+				session.ExportOptions{CertID: cert, Filter: c.StringSlice("filter"), Observer: p.observer()})
 			if err != nil {
 				return err
 			}
@@ -156,7 +161,7 @@ func manifestCommand() *cli.Command {
 and may read.
 
 Example:
-   morango manifest --db tablet.sqlite3 --cert 4f1c0e2a9d8b7c6a5f4e3d2c1b0a9f8e -o /media/usb/tablet.manifest`,
+   morango manifest --db tablet.sqlite3 -o /media/usb/tablet.manifest`,
 		Flags: []cli.Flag{dbFlag, certFlag, filterFlag,
 			&cli.StringFlag{Name: "output", Aliases: []string{"o"}, Usage: "the manifest `FILE` to write", Required: true},
 			&cli.StringFlag{Name: "name", Usage: "a name for this device, shown to people"}},
@@ -169,8 +174,12 @@ Example:
 				return err
 			}
 			defer db.Close()
+			cert, err := certOf(c, db)
+			if err != nil {
+				return err
+			}
 			m, err := session.WriteManifest(c.Context, db, nil, c.String("output"),
-				session.ManifestOptions{CertID: c.String("cert"), Filter: c.StringSlice("filter"), Name: c.String("name")})
+				session.ManifestOptions{CertID: cert, Filter: c.StringSlice("filter"), Name: c.String("name")})
 			if err != nil {
 				return err
 			}
@@ -190,7 +199,7 @@ applied, writes this device's manifest into DIR, and a bundle for every other de
 manifest is in DIR. Run it on each device in turn with the same stick.
 
 Example:
-   morango exchange --db school.sqlite3 --cert 1e2edbeb2ffea72cd7eb943a956a992c /media/usb/morango`,
+   morango exchange --db school.sqlite3 /media/usb/morango`,
 		Flags: []cli.Flag{dbFlag, certFlag, jsonFlag, quietFlag,
 			&cli.StringFlag{Name: "name", Usage: "a name for this device, shown to people"}},
 		Action: func(c *cli.Context) error {
@@ -202,10 +211,14 @@ Example:
 				return err
 			}
 			defer db.Close()
+			cert, err := certOf(c, db)
+			if err != nil {
+				return err
+			}
 			p := newProgress(c.App.ErrWriter, c.Bool("json"), c.Bool("quiet"))
 			defer p.done()
 			r, err := session.Exchange(c.Context, db, c.Args().First(),
-				session.ExchangeOptions{CertID: c.String("cert"), Name: c.String("name"), Observer: p.observer()})
+				session.ExchangeOptions{CertID: cert, Name: c.String("name"), Observer: p.observer()})
 			p.done()
 			if r != nil {
 				if c.Bool("json") {
@@ -322,4 +335,36 @@ Example:
 			return nil
 		},
 	}
+}
+
+// certOf returns the certificate a command signs with: the one --cert
+// names, or else the only one whose private key this device holds.
+func certOf(c *cli.Context, db *store.DB) (string, error) {
+	if id := c.String("cert"); id != "" {
+		return id, nil
+	}
+	all, err := db.Certificates(c.Context)
+	if err != nil {
+		return "", err
+	}
+	var own []*store.StoredCertificate
+	for _, sc := range all {
+		if sc.PrivateKey != "" {
+			own = append(own, sc)
+		}
+	}
+	switch len(own) {
+	case 1:
+		return own[0].Link.ID, nil
+	case 0:
+		return "", &exitError{code: ExitUsage, err: errors.New("this device holds no certificate of its own to sign with"),
+			hint: fmt.Sprintf("make the facility's root on its first device (morango cert root --db %[1]s --scope full-facility), "+
+				"or ask for a certificate (morango cert request --db %[1]s …) and import the chain granted for it (morango cert import)", c.String("db"))}
+	}
+	var list strings.Builder
+	for _, sc := range own {
+		fmt.Fprintf(&list, "\n    --cert %s   %s %s", sc.Link.ID, sc.Scope, sc.Params)
+	}
+	return "", &exitError{code: ExitUsage, err: fmt.Errorf("this device holds %d certificates of its own: name the one to sign with", len(own)),
+		hint: "add one of these (each syncs what its certificate grants; run the command once for each):" + list.String()}
 }
