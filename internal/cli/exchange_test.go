@@ -58,6 +58,11 @@ func TestCertNeededOnlyWhenSeveral(t *testing.T) {
 	if n := f.city.count(`SELECT count(*) FROM contentlog`); n != 1 {
 		t.Fatalf("city holds %d logs, want 1", n)
 	}
+	// A peer that is up to date gets one line, not a progress line of
+	// nothing written too.
+	if r := ok(t, "exchange", "--db", f.fac.path, stick); !strings.Contains(r.stdout, "peer has everything") || strings.Contains(r.stderr, "wrote 0") {
+		t.Errorf("an exchange with a peer up to date:\n%s", r)
+	}
 	ok(t, "manifest", "--db", f.city.path, "-o", filepath.Join(f.dir, "city.manifest"))
 	ok(t, "export", "--db", f.fac.path, "-o", filepath.Join(f.dir, "all.bundle"))
 

@@ -59,7 +59,9 @@ func (p *progress) event(e session.Event) {
 	case "plain":
 		// A failure is left to the error the command prints.
 		switch {
-		case e.Kind == session.EventCompleted && e.Push && e.Stage == session.Transferring:
+		case e.Kind == session.EventCompleted && e.Push && e.Stage == session.Transferring && e.Done > 0:
+			// An export of nothing (a peer up to date) is said by the
+			// command's result, not here.
 			fmt.Fprintf(p.w, "export: wrote %s, %s\n", count(e.Done, "record"), byteSize(e.Bytes))
 		case e.Kind == session.EventCompleted && !e.Push && e.Stage == session.Transferring:
 			fmt.Fprintf(p.w, "import: verified %s\n", count(e.Done, "record"))
@@ -67,7 +69,7 @@ func (p *progress) event(e session.Event) {
 			fmt.Fprintf(p.w, "import: merged %s\n", count(e.Done, "record"))
 		}
 	case "bar":
-		if e.Kind == session.EventStarted {
+		if e.Kind == session.EventStarted || (e.Push && e.Total == 0 && e.Done == 0 && !p.barShown) {
 			return
 		}
 		const width = 30
