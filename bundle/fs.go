@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	iofs "io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"syscall"
+	"time"
 )
 
 // FS is the filesystem bundles and manifests are written to and read from:
@@ -28,6 +30,8 @@ type FS interface {
 	SyncDir(dir string) error
 	// ReadDir returns the names of the entries of a folder.
 	ReadDir(dir string) ([]string, error)
+	// Stat describes a file, following symbolic links.
+	Stat(name string) (iofs.FileInfo, error)
 }
 
 // File is a file being written.
@@ -82,6 +86,9 @@ func (OSFS) Rename(oldpath, newpath string) error { return os.Rename(oldpath, ne
 // Remove calls os.Remove.
 func (OSFS) Remove(name string) error { return os.Remove(name) }
 
+// Stat calls os.Stat.
+func (OSFS) Stat(name string) (iofs.FileInfo, error) { return os.Stat(name) }
+
 // ReadDir returns the names of dir's entries, sorted.
 func (OSFS) ReadDir(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
@@ -115,13 +122,48 @@ func (OSFS) SyncDir(dir string) error {
 // tempSuffix ends the name of every file WriteFile has not finished.
 const tempSuffix = ".morango-tmp"
 
-// IsTemp reports whether a file name is that of a file WriteFile was
-// writing and did not finish (the program was killed, the stick pulled).
-// Such a file is never complete, and may be removed.
+// IsTemp reports whether a file name is that of a file WriteFile is
+// writing, or was writing and did not finish (the program was killed, the
+// stick pulled). Such a file is never complete; but another process may be
+// writing it still (see StaleTemp).
 func IsTemp(name string) bool {
 	name = filepath.Base(name)
 	return strings.HasPrefix(name, ".") && strings.HasSuffix(name, tempSuffix)
 }
+
+// TempTarget returns the base name of the file a temporary file of
+// WriteFile's is written for (without any "*" the name had), and whether
+// name is that of such a temporary file.
+func TempTarget(name string) (string, bool) {
+	if !IsTemp(name) {
+		return "", false
+	}
+	name = strings.TrimSuffix(strings.TrimPrefix(filepath.Base(name), "."), tempSuffix)
+	i := strings.LastIndexByte(name, '.')
+	if i <= 0 {
+		return "", false
+	}
+	return name[:i], true
+}
+
+// TempMaxAge is how long a temporary file of WriteFile's goes unmodified
+// before StaleTemp takes it as abandoned. A writer modifies its file as it
+// writes; reading it back takes minutes at most, even on a slow stick.
+const TempMaxAge = time.Hour
+
+// StaleTemp reports whether the temporary file at path (see IsTemp) was
+// last modified TempMaxAge or more before now: no live writer can be
+// writing it, and it may be removed. A younger one may be another
+// process's write in progress (two devices exchanging through one folder
+// at once), which removing would make fail.
+func StaleTemp(fsys FS, path string, now time.Time) bool {
+	fi, err := fsys.Stat(path)
+	return err == nil && now.Sub(fi.ModTime()) >= TempMaxAge
+}
+
+// ErrTempRemoved is returned by WriteFile when its temporary file was
+// removed by another process before it took its final name.
+var ErrTempRemoved = errors.New("another process removed the file being written; run the command again")
 
 // WriteFile writes a file atomically: write is called with a temporary file
 // in the same folder, which is then synced, closed and renamed to path,
@@ -189,10 +231,16 @@ func WriteFileChecked(fsys FS, path string, write func(io.Writer) error, check f
 	}
 	if check != nil {
 		if err := check(tmp); err != nil {
+			if removed(fsys, dir, tmp) {
+				return fmt.Errorf("write %s: %w", path, ErrTempRemoved)
+			}
 			return err
 		}
 	}
 	if err := fsys.Rename(tmp, path); err != nil {
+		if removed(fsys, dir, tmp) {
+			return fmt.Errorf("write %s: %w", path, ErrTempRemoved)
+		}
 		return fmt.Errorf("rename the new file to %s (check the folder's permissions and free space): %w", path, err)
 	}
 	renamed = true
@@ -200,6 +248,17 @@ func WriteFileChecked(fsys FS, path string, write func(io.Writer) error, check f
 		return fmt.Errorf("flush folder %s to the device (the stick may be failing; write the file again): %w", dir, err)
 	}
 	return nil
+}
+
+// removed reports whether the temporary file tmp is gone from dir, which
+// is still there: another process removed it (a stick pulled out takes
+// the folder too).
+func removed(fsys FS, dir, tmp string) bool {
+	if _, err := fsys.Stat(tmp); !errors.Is(err, iofs.ErrNotExist) {
+		return false
+	}
+	_, err := fsys.Stat(dir)
+	return err == nil
 }
 
 // sqliteMagic begins every SQLite database file.

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // faultyFS is the OS's filesystem with one operation failing on purpose,
@@ -201,4 +202,75 @@ func (r recordingFS) CreateTemp(dir, pattern string) (File, error) {
 		*r.created = f.Name()
 	}
 	return f, err
+}
+
+// TestTempTarget checks that the name of a temporary file tells the file
+// it is written for.
+func TestTempTarget(t *testing.T) {
+	var created string
+	fsys := recordingFS{created: &created}
+	if err := WriteFile(fsys, filepath.Join(t.TempDir(), "a-to-b.bundle"), func(w io.Writer) error { return errInjected }); err == nil {
+		t.Fatal("WriteFile succeeded")
+	}
+	if got, ok := TempTarget(created); !ok || got != "a-to-b.bundle" {
+		t.Errorf("TempTarget(%q) = %q, %v; want a-to-b.bundle", created, got, ok)
+	}
+	for _, name := range []string{"a.bundle", ".morango-tmp", "..morango-tmp"} {
+		if got, ok := TempTarget(name); ok {
+			t.Errorf("TempTarget(%q) = %q, true", name, got)
+		}
+	}
+}
+
+// TestStaleTemp checks that a temporary file counts as abandoned only once
+// unmodified for TempMaxAge.
+func TestStaleTemp(t *testing.T) {
+	path := filepath.Join(t.TempDir(), ".a.bundle.1.morango-tmp")
+	if err := os.WriteFile(path, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now()
+	if StaleTemp(OSFS{}, path, now) {
+		t.Error("a file just written is stale")
+	}
+	if !StaleTemp(OSFS{}, path, now.Add(TempMaxAge+time.Second)) {
+		t.Errorf("a file unmodified for %v is not stale", TempMaxAge)
+	}
+	if StaleTemp(OSFS{}, path+"-gone", now.Add(2*TempMaxAge)) {
+		t.Error("a missing file is stale")
+	}
+}
+
+// removingFS is the OS's filesystem with another process removing the
+// temporary file being written just before it is renamed.
+type removingFS struct {
+	OSFS
+}
+
+func (r removingFS) Rename(oldpath, newpath string) error {
+	os.Remove(oldpath)
+	return r.OSFS.Rename(oldpath, newpath)
+}
+
+// TestWriteFileTempRemoved checks that a write whose temporary file another
+// process removed says so (ErrTempRemoved), rather than blaming the
+// folder's permissions or free space.
+func TestWriteFileTempRemoved(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a.bundle")
+	err := WriteFile(removingFS{}, path, writeSample(t))
+	if !errors.Is(err, ErrTempRemoved) || strings.Contains(err.Error(), "permissions") {
+		t.Errorf("rename after removal: %v; want ErrTempRemoved", err)
+	}
+	err = WriteFileChecked(OSFS{}, path, writeSample(t), func(name string) error {
+		os.Remove(name)
+		_, err := os.Open(name)
+		return err
+	})
+	if !errors.Is(err, ErrTempRemoved) {
+		t.Errorf("read back after removal: %v; want ErrTempRemoved", err)
+	}
+	if names, _ := (OSFS{}).ReadDir(dir); len(names) != 0 {
+		t.Errorf("left %q", names)
+	}
 }

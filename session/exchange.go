@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/morango-sync/morango/bundle"
 	"github.com/morango-sync/morango/certs"
@@ -118,6 +119,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		res.Renewed = former
 	}
 	var bundles, manifests []string
+	now := time.Now()
 	for _, n := range names {
 		switch {
 		case strings.HasSuffix(n, bundleSuffix):
@@ -125,8 +127,14 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		case strings.HasSuffix(n, manifestSuffix):
 			manifests = append(manifests, n)
 		case bundle.IsTemp(n):
-			// A write that was interrupted: never a valid file.
-			if err := fs.Remove(filepath.Join(dir, n)); err == nil {
+			// Never a valid file; but it may be another process's write
+			// in progress (another device exchanging through this folder
+			// at the same time), which removing it would make fail.
+			path := filepath.Join(dir, n)
+			if !ownTemp(n, in.ID, res.Renewed) && !bundle.StaleTemp(fs, path, now) {
+				continue
+			}
+			if err := fs.Remove(path); err == nil {
 				res.Files = append(res.Files, &FileResult{File: n, Action: "removed", Reason: "unfinished write"})
 			}
 		}
@@ -299,6 +307,26 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		res.Files = append(res.Files, fr)
 	}
 	return res, nil
+}
+
+// ownTemp reports whether the temporary file named n is for this
+// database's own manifest or one of its own bundles, under its instance id
+// or former (its instance before a renewal, or ""): only a process using
+// this database writes those, so one left on the stick is of an
+// interrupted write of this device's, at any age. (A write of the same
+// file by another command on this database at this very moment fails,
+// saying so, and the exchange writes that file anew.)
+func ownTemp(n, id, former string) bool {
+	target, ok := bundle.TempTarget(n)
+	if !ok {
+		return false
+	}
+	for _, in := range []string{id, former} {
+		if in != "" && (target == ManifestName(in) || strings.HasPrefix(target, in+"-to-") && strings.HasSuffix(target, bundleSuffix)) {
+			return true
+		}
+	}
+	return false
 }
 
 func readBundleHeader(fs bundle.FS, path string) (*bundle.Header, error) {

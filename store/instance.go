@@ -100,8 +100,9 @@ func (db *DB) nodeID() string {
 
 // currentInstance returns this database's instance on this device, creating
 // a database id or instance row when needed. A database whose recorded path
-// differs from where it is now opened (a copied file) gets a new database id
-// and therefore a new instance id.
+// differs from where it is now opened and names another file, or none (a
+// copied or moved file), gets a new database id and therefore a new
+// instance id.
 func (db *DB) currentInstance(ctx context.Context) (*Instance, error) {
 	db.mu.Lock()
 	defer db.mu.Unlock()
@@ -120,7 +121,7 @@ func (db *DB) currentInstance(ctx context.Context) (*Instance, error) {
 		if err != nil && !errors.Is(err, sql.ErrNoRows) {
 			return fmt.Errorf("read instance: %w", err)
 		}
-		if prevPath != "" && prevPath != db.path {
+		if prevPath != "" && prevPath != db.path && !sameFile(prevPath, db.path) {
 			db.log.Info("database moved or copied: new database id", "was", prevPath, "now", db.path)
 			if dbID, err = newDatabaseID(ctx, tx); err != nil {
 				return err
@@ -241,7 +242,7 @@ func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
 	if path == "" || system != in.SystemID || node != in.NodeID {
 		return false, "", nil
 	}
-	if path == db.path {
+	if path == db.path || sameFile(path, db.path) {
 		return true, path, nil
 	}
 	if in.SystemID == "" || in.NodeID == "" {
@@ -338,4 +339,16 @@ func (db *DB) nextCounter(ctx context.Context, tx *sql.Tx) (string, int64, error
 		return "", 0, fmt.Errorf("increment counter: %w", err)
 	}
 	return id, c, nil
+}
+
+// sameFile reports whether paths a and b name one existing file: a path
+// recorded before symbolic links were resolved (see absPath), a hard link,
+// a drive mounted at two points.
+func sameFile(a, b string) bool {
+	fa, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	fb, err := os.Stat(b)
+	return err == nil && os.SameFile(fa, fb)
 }

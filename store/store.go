@@ -135,12 +135,22 @@ func openHandles(path string) (w, r *sql.DB, err error) {
 	return w, r, nil
 }
 
-// absPath returns a database's absolute path. A folder is refused: it is
-// never a database (the stick's folder given as --db, say).
+// absPath returns a database's absolute path, symbolic links resolved. A
+// folder is refused: it is never a database (the stick's folder given as
+// --db, say).
 func absPath(path string) (string, error) {
 	abs, err := filepath.Abs(path)
 	if err != nil {
 		return "", fmt.Errorf("database path %s: %w", path, err)
+	}
+	// The file's real path: one file reached by two names (a symbolic
+	// link to it, a path through a linked folder) is one database, which
+	// keeps its instance whichever name opens it. A file not there yet has
+	// its folder's links resolved.
+	if real, err := filepath.EvalSymlinks(abs); err == nil {
+		abs = real
+	} else if dir, err := filepath.EvalSymlinks(filepath.Dir(abs)); err == nil {
+		abs = filepath.Join(dir, filepath.Base(abs))
 	}
 	if fi, err := os.Stat(abs); err == nil && fi.IsDir() {
 		return "", withHint(fmt.Errorf("database %s is a folder", path),
