@@ -425,6 +425,70 @@ func TestEditSupersedes(t *testing.T) {
 	}
 }
 
+// TestEditBeside checks an edit made while the head had not reached the
+// app: it supersedes the versions the app could have shown, not the head,
+// which stays as a concurrent version, and the devices that receive the
+// result see a conflict rather than losing the head.
+func TestEditBeside(t *testing.T) {
+	score := func(n string) string { return `{"id":"r","score":` + n + `}` }
+	// The device showed p (o:1); a:3 came in and waits; siblings b:1 (a
+	// loser the user saw) and a tombstone t:1.
+	origin := state(ver("a", 3, score("1")), nil, hist("a", 3, "o", 1))
+	prev := state(ver("a", 3, score("1")), sibs(ver("b", 1, score("9")), hard("t", 1)), hist("a", 3, "b", 1, "o", 1, "t", 1))
+	e := ver("c", 2, score("5"))
+	for _, tc := range []struct {
+		rule Rule
+		want State
+	}{
+		// Default order: the greater counter, a:3, stays the head.
+		{nil, state(ver("a", 3, score("1")), sibs(ver("c", 2, score("5")), hard("t", 1)), hist("a", 3, "b", 1, "c", 2, "o", 1, "t", 1))},
+		{ColumnRule("score", true), state(e, sibs(ver("a", 3, score("1")), hard("t", 1)), hist("a", 3, "b", 1, "c", 2, "o", 1, "t", 1))},
+	} {
+		got := EditBeside(&prev, e, prev.Head, tc.rule)
+		if !got.equal(tc.want) {
+			t.Errorf("rule %v: EditBeside = %v, want %v", tc.rule, got, tc.want)
+		}
+		if err := got.Validate(); err != nil {
+			t.Errorf("rule %v: invalid result: %v", tc.rule, err)
+		}
+		// The device that made a:3 gets a conflict, not a fast-forward,
+		// and both orders and groupings agree.
+		r := must(Merge(&origin, got, tc.rule))
+		if r.Outcome != Conflict || !sameVersions(r.State, got) {
+			t.Errorf("rule %v: origin merging the edit: %v %v", tc.rule, r.Outcome, r.State)
+		}
+		back := must(Merge(&got, origin, tc.rule))
+		if !back.State.equal(r.State) || back.Changed {
+			t.Errorf("rule %v: the edit merging the origin: %v changed %v", tc.rule, back.State, back.Changed)
+		}
+		// A later edit anywhere ends the conflict.
+		end := Edit(&r.State, ver("a", 4, score("2")))
+		if m := must(Merge(&got, end, tc.rule)); m.Outcome != FastForward || !m.State.equal(end) {
+			t.Errorf("rule %v: a later edit does not end the conflict: %v %v", tc.rule, m.Outcome, m.State)
+		}
+	}
+	// Edit when there is nothing to keep: no previous state, a version
+	// prev does not hold, a hard-deleted keep (a tombstone already), or a
+	// hard deletion as the edit.
+	if got := EditBeside(nil, e, ver("a", 3, score("1")), nil); !got.equal(Edit(nil, e)) {
+		t.Errorf("EditBeside(nil) = %v", got)
+	}
+	if got := EditBeside(&prev, e, ver("z", 1, "{}"), nil); !got.equal(Edit(&prev, e)) {
+		t.Errorf("EditBeside keeping a version prev lacks = %v", got)
+	}
+	if got := EditBeside(&prev, e, hard("t", 1), nil); !got.equal(Edit(&prev, e)) {
+		t.Errorf("EditBeside keeping a tombstone = %v", got)
+	}
+	if got := EditBeside(&prev, hard("c", 2), prev.Head, nil); !got.equal(Edit(&prev, hard("c", 2))) {
+		t.Errorf("EditBeside with a hard deletion = %v", got)
+	}
+	// A hard deletion made concurrently with the edit erases both.
+	gone := Edit(&origin, hard("a", 4))
+	if r := must(Merge(&gone, EditBeside(&prev, e, prev.Head, nil), nil)); !r.State.Head.HardDeleted || len(r.State.Conflicts()) != 0 {
+		t.Errorf("a concurrent hard deletion leaves %v", r.State)
+	}
+}
+
 // TestMergeDoesNotAlias checks that results own their memory.
 func TestMergeDoesNotAlias(t *testing.T) {
 	local := state(ver("a", 2, "x"), nil, hist("a", 2))

@@ -177,6 +177,30 @@ func Edit(prev *State, v Version) State {
 	return st
 }
 
+// EditBeside is Edit for a change made while the app did not show keep,
+// a version prev holds (its head, when an incoming version waits to be
+// written to the app). The user could not have seen keep, so v does not
+// supersede it: the result holds v and keep as concurrent versions, the
+// head chosen between them under rule, with the hard deletions Edit keeps
+// as tombstones. Every other version of prev is superseded, and the
+// history is prev.History with v's dot, as after Edit.
+//
+// It is Edit when prev is nil or does not hold keep, when keep has v's dot
+// or is hard-deleted (Edit keeps it as a tombstone), and when v is a hard
+// deletion, which supersedes everything.
+func EditBeside(prev *State, v Version, keep Version, rule Rule) State {
+	st := Edit(prev, v)
+	if prev == nil || v.HardDeleted || keep.HardDeleted || keep.dot() == v.dot() {
+		return st
+	}
+	for _, w := range prev.versions() {
+		if w.dot() == keep.dot() {
+			return arrange(append(st.versions(), w), st.History, rule)
+		}
+	}
+	return st
+}
+
 // Conflicts returns the siblings a user may review: those that carry data.
 // Hard-deleted siblings are left out; beside a live head they are
 // tombstones of the deletions the head re-created over.

@@ -562,8 +562,9 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 		selfRef = fmt.Sprintf("coalesce(CAST(t.%s AS TEXT), '')", quote(c))
 	}
 	// Changed records: a new version when the data differs or the record was
-	// deleted. The displaced head of a record whose incoming version had not
-	// reached the app yet is logged, never dropped.
+	// deleted. A record whose incoming head had not reached the app yet keeps
+	// that head as a concurrent version (see waiting); when the new version
+	// displaces it as the head, it is also logged.
 	// A row the app kept when its record was deleted (the deletion waits:
 	// deleted and dirty) gets none: an edit of it must not bring back what
 	// another device deleted, or erased.
@@ -584,6 +585,10 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 	if err := s.holdOutside(ctx, m, present); err != nil {
 		return err
 	}
+	waiting, err := s.waiting(ctx, m)
+	if err != nil {
+		return err
+	}
 	err = s.exec(ctx,
 		fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
 			SELECT s.id, s.model_name, s.last_saved_instance, s.last_saved_counter, s.serialized, s.deleted, %s
@@ -594,10 +599,14 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 	}
 	// A new version of a record that was hard-deleted keeps the hard
 	// deletions as tombstones (merge.Edit), so that the order in which
-	// devices learn of them cannot matter.
+	// devices learn of them cannot matter. Those of the records whose head
+	// waits are in waiting's siblings already.
 	tombs, err := s.tombstones(ctx, present)
 	if err != nil {
 		return err
+	}
+	for id := range waiting {
+		delete(tombs, id)
 	}
 	n, err := s.count(ctx, `UPDATE morango_store SET serialized = c.serialized, _self_ref_fk = c.self_ref,
 			deleted = 0, hard_deleted = 0, `+s.lsb()+`
@@ -619,6 +628,24 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 	for id, text := range tombs {
 		_, err := s.tx.ExecContext(ctx, `UPDATE morango_store SET conflicting_serialized_data = ?
 			WHERE id = ? AND last_saved_instance = ? AND last_saved_counter = ?`, text, id, s.me, s.c)
+		if err != nil {
+			return err
+		}
+	}
+	// The records whose waiting head stays the head were left out of the
+	// update: they keep it, dirty, and get the new version as a sibling.
+	for id, w := range waiting {
+		var err error
+		if w.kept {
+			_, err = s.tx.ExecContext(ctx, `UPDATE morango_store SET conflicting_serialized_data = ? WHERE id = ?`, w.siblings, id)
+			if err == nil {
+				_, err = s.tx.ExecContext(ctx, `INSERT INTO temp.morango_versioned (id) VALUES (?) ON CONFLICT DO NOTHING`, id)
+			}
+			res.Updated++
+		} else {
+			_, err = s.tx.ExecContext(ctx, `UPDATE morango_store SET conflicting_serialized_data = ?
+				WHERE id = ? AND last_saved_instance = ? AND last_saved_counter = ?`, w.siblings, id, s.me, s.c)
+		}
 		if err != nil {
 			return err
 		}
@@ -661,6 +688,73 @@ func (s *serializer) holdOutside(ctx context.Context, m *profile.Model, present 
 			WHERE morango_dirty.model = %s AND morango_dirty.id = f.id`, literal(m.Name)),
 		`DELETE FROM temp.morango_changed WHERE id IN (SELECT id FROM temp.morango_failed)`)
 }
+
+// waitingEdit is the new state of a record edited while its head waited
+// to be written to the app: its siblings' text, and whether the waiting
+// head stays the head.
+type waitingEdit struct {
+	siblings string
+	kept     bool
+}
+
+// waiting makes the new versions of the records in temp.morango_changed
+// whose head never reached the app: the store row is dirty, as an
+// incoming version waits (for a parent this device lacks, say) while the
+// app shows an older one, which the user edited. The new version
+// supersedes what the app could have shown, not the waiting head: the
+// two stay as concurrent versions (merge.EditBeside), so every device
+// sees the conflict. If the waiting head stays the head, the record is
+// taken off temp.morango_changed and keeps its head and dirty bit (it is
+// written to the app later); otherwise the update writes the new version
+// as usual, and the caller sets the siblings returned. Such records are
+// few: they are read and decided one by one.
+func (s *serializer) waiting(ctx context.Context, m *profile.Model) (map[string]waitingEdit, error) {
+	rows, err := s.tx.QueryContext(ctx, `SELECT `+recordColumns("s")+`, c.serialized FROM temp.morango_changed c
+		CROSS JOIN morango_store s ON s.id = c.id WHERE s.dirty_bit AND NOT s.deleted AND NOT s.hard_deleted`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]waitingEdit{}
+	rule := ruleFor(m)
+	for rows.Next() {
+		var r Record
+		var edited string
+		if err := scanRecord(scanWith{rows, []any{&edited}}, &r); err != nil {
+			return nil, err
+		}
+		prev, err := stateOf(&r)
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", r.ID, err)
+		}
+		st := merge.EditBeside(&prev, merge.Version{Instance: s.me, Counter: s.c, Serialized: edited}, prev.Head, rule)
+		if err := st.Validate(); err != nil {
+			return nil, fmt.Errorf("record %s: edit beside its waiting version: %w", r.ID, err)
+		}
+		out[r.ID] = waitingEdit{siblings: merge.EncodeSiblings(st.Siblings), kept: st.Head == prev.Head}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	for id, w := range out {
+		if w.kept {
+			if _, err := s.tx.ExecContext(ctx, `DELETE FROM temp.morango_changed WHERE id = ?`, id); err != nil {
+				return nil, err
+			}
+		}
+	}
+	return out, nil
+}
+
+// scanWith scans a row of a record's columns followed by more columns,
+// into more.
+type scanWith struct {
+	sc   scanner
+	more []any
+}
+
+func (w scanWith) Scan(dest ...any) error { return w.sc.Scan(append(dest, w.more...)...) }
 
 // tombstones returns, for the dirty records of a model that hold hard
 // deletions, the siblings a local edit keeps: those hard deletions.
