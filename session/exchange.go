@@ -3,8 +3,10 @@ package session
 import (
 	"bufio"
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	iofs "io/fs"
 	"path/filepath"
 	"sort"
@@ -332,7 +334,7 @@ type folderSigns struct {
 // store.DB.RenewIfOlder) if the folder dir shows it was restored from a
 // backup: a peer's manifest there, verified and trusted, holds versions of
 // its current instance above its counter, or a bundle there signed as its
-// own is of a transfer it does not know (see ownBundleAhead). A file that cannot be read is left
+// own holds some (see ownBundleAhead). A file that cannot be read is left
 // to the step that uses it to report. names lists dir (nil: it is read).
 func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string, names []string) (*folderSigns, error) {
 	if names == nil {
@@ -418,9 +420,16 @@ func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string
 // this file holds of it, that the bundle at path (header h, signed as one
 // of this database's instances) shows, or 0 if it shows none: a bundle
 // this database wrote holds versions it lacks only if it was written by a
-// later state of this file, since restored from a backup. One of a
-// transfer the file does not know was written after the backup (its
-// header is read unverified: a forgery only makes it renew).
+// later state of this file, since restored from a backup.
+//
+// One of a transfer the file does not know was written after the backup
+// (its header is read unverified: a forgery only makes it renew). One of
+// an export the file knows wrote its bundle (its Transferring stage
+// completed) holds nothing above counter: the file recorded that after
+// the bundle was written, at a counter at least the bundle's. Any other
+// (an export the backup caught before or while it wrote the bundle, which
+// then serialized versions the file lacks) is read whole, and its
+// counters, verified with its signature, tell.
 func ownBundleAhead(ctx context.Context, db *store.DB, fs bundle.FS, path string, h *bundle.Header, counter int64) (int64, error) {
 	t, err := db.Transfer(ctx, h.TransferID)
 	if err != nil {
@@ -429,7 +438,75 @@ func ownBundleAhead(ctx context.Context, db *store.DB, fs bundle.FS, path string
 	if t == nil {
 		return counter + 1, nil
 	}
+	if exportWritten(t) {
+		return 0, nil
+	}
+	v, err := readVerifiedHeader(ctx, db, fs, path)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, nil // damaged or untrusted: the step that uses it reports it
+	}
+	if v.TransferID != h.TransferID || v.SenderInstance != h.SenderInstance {
+		return 0, nil // replaced meanwhile
+	}
+	if c := claimedOf(v.FSIC, v.Filter, v.SenderInstance); c > counter {
+		return c, nil
+	}
 	return 0, nil
+}
+
+// exportWritten reports whether transfer t, as this file recorded it, is
+// an export that wrote its bundle: its Transferring stage completed.
+func exportWritten(t *store.Transfer) bool {
+	if !t.Push {
+		return false
+	}
+	for _, st := range Stages {
+		if st.String() == t.Stage {
+			return st > Transferring || (st == Transferring && t.Status == string(Completed))
+		}
+	}
+	return false
+}
+
+// readVerifiedHeader reads the bundle at path to its end and returns its
+// header, counters included, once its digest and its signature, by a
+// certificate whose chain roots in one this device trusts, are verified.
+func readVerifiedHeader(ctx context.Context, db *store.DB, fs bundle.FS, path string) (*bundle.Header, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := bundle.NewReader(bufio.NewReaderSize(f, 1<<16), &bundle.ReaderOptions{Verify: func(h *bundle.Header) (*rsa.PublicKey, error) {
+		c, err := verifyTrusted(ctx, db, h.Chain)
+		if err != nil {
+			return nil, err
+		}
+		if c.ID != h.SenderCert {
+			return nil, fmt.Errorf("bundle names signer %s but its chain ends with %s", h.SenderCert, c.ID)
+		}
+		return c.PublicKey, nil
+	}})
+	if err != nil {
+		return nil, err
+	}
+	for n := 0; ; n++ {
+		_, err := r.Next()
+		if err == io.EOF {
+			return r.Header(), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
 }
 
 // renewIfRestored gives the database a new instance if counters a peer
@@ -443,15 +520,21 @@ func renewIfRestored(ctx context.Context, db *store.DB, v fsic.V2, within certs.
 	if err != nil {
 		return false, err
 	}
+	return db.RenewIfOlder(ctx, claimedOf(v, within, in.ID))
+}
+
+// claimedOf returns the highest counter of instance id that v holds under
+// partitions within, or above it (see renewIfRestored).
+func claimedOf(v fsic.V2, within certs.Filter, id string) int64 {
 	var claimed int64
 	for _, ps := range []fsic.Partitions{v.Super, v.Sub} {
 		for p, cs := range ps {
 			if covers(within, p) {
-				claimed = max(claimed, cs[in.ID])
+				claimed = max(claimed, cs[id])
 			}
 		}
 	}
-	return db.RenewIfOlder(ctx, claimed)
+	return claimed
 }
 
 // covers reports whether counters kept under partition p speak for a part

@@ -125,16 +125,3 @@ func (db *DB) readTransfer(ctx context.Context, where string, arg string) (*Tran
 	t.Total = total.Int64
 	return t, nil
 }
-
-// KnownTransfer reports whether this database recorded transfer id, an
-// export it made or an import it began. A bundle signed as written here
-// whose transfer it does not know was written by a later state of this
-// file: the database was restored from a backup since.
-func (db *DB) KnownTransfer(ctx context.Context, id string) (bool, error) {
-	var known bool
-	err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_transfersession WHERE id = ?)`, id).Scan(&known)
-	if err != nil {
-		return false, fmt.Errorf("read transfer session %s: %w", id, err)
-	}
-	return known, nil
-}
