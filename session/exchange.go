@@ -3,8 +3,10 @@ package session
 import (
 	"bufio"
 	"context"
+	"crypto/rsa"
 	"errors"
 	"fmt"
+	"io"
 	iofs "io/fs"
 	"path/filepath"
 	"sort"
@@ -111,9 +113,11 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	// Before anything is serialized: a database restored from a backup
 	// takes a new instance, or its next versions would reuse counters.
 	former := in.ID
-	if in, err = renewFromFolder(ctx, db, fs, dir, names); err != nil {
+	signs, err := renewFromFolder(ctx, db, fs, dir, names)
+	if err != nil {
 		return nil, err
 	}
+	in = signs.in
 	res := &ExchangeResult{Instance: in.ID}
 	if in.ID != former {
 		res.Renewed = former
@@ -157,27 +161,22 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			res.Failed++
 			continue
 		}
-		own := h.SenderInstance == in.ID || h.SenderInstance == res.Renewed
-		if own {
-			// One this database did not write was written by a later
-			// state of this file, since restored from a backup: it holds
-			// work done after the backup, which may be on no other device.
-			// It is imported (its counters make this database take a new
-			// instance first, and are not claimed).
-			known, err := db.KnownTransfer(ctx, h.TransferID)
-			if err != nil {
-				return nil, err
-			}
-			if known {
-				fr.Action, fr.Reason = "skipped", "written by this device"
-				continue
-			}
+		// This database's own: signed as its current instance or as one
+		// it had before it was renewed, in this run or an earlier one.
+		own := signs.self[h.SenderInstance]
+		if own && !signs.ahead[h.TransferID] {
+			fr.Action, fr.Reason = "skipped", "written by this device"
+			continue
 		}
-		switch {
-		case !own && h.RecipientInstance != "" && h.RecipientInstance != in.ID && h.RecipientInstance != res.Renewed:
-			// One addressed to this database's instance before it was
-			// renewed holds what it lacked then: it is imported as one
-			// for another device is (its counters are not claimed).
+		// One of its own that holds versions the file lacks was written by
+		// a later state of this file, since restored from a backup: it
+		// holds work done after the backup, which may be on no other
+		// device. It is imported (its counters made this database take a
+		// new instance first, and are not claimed). One addressed to an
+		// earlier instance of this database holds what it lacked then: it
+		// is imported as one for another device is (its counters are not
+		// claimed).
+		if !own && h.RecipientInstance != "" && !signs.self[h.RecipientInstance] {
 			fr.Action, fr.Reason = "skipped", "addressed to another device"
 			continue
 		}
@@ -342,21 +341,52 @@ func readBundleHeader(fs bundle.FS, path string) (*bundle.Header, error) {
 	return r.Header(), nil
 }
 
+// folderSigns is what renewFromFolder found in a folder.
+type folderSigns struct {
+	// in is the database's current instance, renewed if the folder showed
+	// a restore.
+	in *store.Instance
+	// self holds this database's instances: the current one and its
+	// earlier ones at this very file (see store.DB.EarlierInstances). A
+	// bundle signed as one of them is its own; one addressed to one of
+	// them is for it.
+	self map[string]bool
+	// ahead holds the transfer ids of the bundles there signed as one of
+	// self that hold versions of their signer this file does not: written
+	// by a later state of it, since restored from a backup. They may hold
+	// work no other device has, and are imported, not skipped as its own.
+	ahead map[string]bool
+}
+
 // renewFromFolder gives the database a new instance (see
 // store.DB.RenewIfOlder) if the folder dir shows it was restored from a
 // backup: a peer's manifest there, verified and trusted, holds versions of
 // its current instance above its counter, or a bundle there signed as its
-// own is of a transfer it does not know (its header is read unverified: a
-// forgery only makes it renew). A file that cannot be read is left to the
-// step that uses it to report. names lists dir (nil: it is read). It
-// returns the current instance.
-func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string, names []string) (*store.Instance, error) {
+// own holds some (see ownBundleAhead). A file that cannot be read is left
+// to the step that uses it to report. names lists dir (nil: it is read).
+func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string, names []string) (*folderSigns, error) {
 	if names == nil {
 		names, _ = fs.ReadDir(dir)
 	}
 	in, err := db.Instance(ctx)
 	if err != nil {
 		return nil, err
+	}
+	counters, err := db.EarlierInstances(ctx)
+	if err != nil {
+		return nil, err
+	}
+	counters[in.ID] = in.Counter
+	s := &folderSigns{in: in, self: map[string]bool{}, ahead: map[string]bool{}}
+	for id := range counters {
+		s.self[id] = true
+	}
+	renewed := func() error {
+		if s.in, err = db.Instance(ctx); err != nil {
+			return err
+		}
+		s.self[s.in.ID], counters[s.in.ID] = true, s.in.Counter
+		return nil
 	}
 	for _, n := range names {
 		path := filepath.Join(dir, n)
@@ -374,39 +404,137 @@ func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string
 			if err != nil {
 				continue
 			}
-			renewed, err := renewIfRestored(ctx, db, *peer.Holdings, ps.Read)
+			ok, err := renewIfRestored(ctx, db, *peer.Holdings, ps.Read)
 			if err != nil {
 				return nil, err
 			}
-			if renewed {
-				if in, err = db.Instance(ctx); err != nil {
+			if ok {
+				if err := renewed(); err != nil {
 					return nil, err
 				}
 			}
 		case strings.HasSuffix(n, bundleSuffix):
 			h, err := readBundleHeader(fs, path)
-			if err != nil || h.SenderInstance != in.ID {
+			if err != nil || !s.self[h.SenderInstance] {
 				continue
 			}
-			known, err := db.KnownTransfer(ctx, h.TransferID)
+			claimed, err := ownBundleAhead(ctx, db, fs, path, h, counters[h.SenderInstance])
 			if err != nil {
 				return nil, err
 			}
-			if known {
+			if claimed == 0 {
 				continue
 			}
-			renewed, err := db.RenewIfOlder(ctx, in.Counter+1)
+			s.ahead[h.TransferID] = true
+			if h.SenderInstance != s.in.ID {
+				// An earlier instance's: the database was renewed already.
+				continue
+			}
+			ok, err := db.RenewIfOlder(ctx, claimed)
 			if err != nil {
 				return nil, err
 			}
-			if renewed {
-				if in, err = db.Instance(ctx); err != nil {
+			if ok {
+				if err := renewed(); err != nil {
 					return nil, err
 				}
 			}
 		}
 	}
-	return in, nil
+	return s, nil
+}
+
+// ownBundleAhead returns the counter of its signer above counter, what
+// this file holds of it, that the bundle at path (header h, signed as one
+// of this database's instances) shows, or 0 if it shows none: a bundle
+// this database wrote holds versions it lacks only if it was written by a
+// later state of this file, since restored from a backup.
+//
+// One of a transfer the file does not know was written after the backup
+// (its header is read unverified: a forgery only makes it renew). One of
+// an export the file knows wrote its bundle (its Transferring stage
+// completed) holds nothing above counter: the file recorded that after
+// the bundle was written, at a counter at least the bundle's. Any other
+// (an export the backup caught before or while it wrote the bundle, which
+// then serialized versions the file lacks) is read whole, and its
+// counters, verified with its signature, tell.
+func ownBundleAhead(ctx context.Context, db *store.DB, fs bundle.FS, path string, h *bundle.Header, counter int64) (int64, error) {
+	t, err := db.Transfer(ctx, h.TransferID)
+	if err != nil {
+		return 0, err
+	}
+	if t == nil {
+		return counter + 1, nil
+	}
+	if exportWritten(t) {
+		return 0, nil
+	}
+	v, err := readVerifiedHeader(ctx, db, fs, path)
+	if err != nil {
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		return 0, nil // damaged or untrusted: the step that uses it reports it
+	}
+	if v.TransferID != h.TransferID || v.SenderInstance != h.SenderInstance {
+		return 0, nil // replaced meanwhile
+	}
+	if c := claimedOf(v.FSIC, v.Filter, v.SenderInstance); c > counter {
+		return c, nil
+	}
+	return 0, nil
+}
+
+// exportWritten reports whether transfer t, as this file recorded it, is
+// an export that wrote its bundle: its Transferring stage completed.
+func exportWritten(t *store.Transfer) bool {
+	if !t.Push {
+		return false
+	}
+	for _, st := range Stages {
+		if st.String() == t.Stage {
+			return st > Transferring || (st == Transferring && t.Status == string(Completed))
+		}
+	}
+	return false
+}
+
+// readVerifiedHeader reads the bundle at path to its end and returns its
+// header, counters included, once its digest and its signature, by a
+// certificate whose chain roots in one this device trusts, are verified.
+func readVerifiedHeader(ctx context.Context, db *store.DB, fs bundle.FS, path string) (*bundle.Header, error) {
+	f, err := fs.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	r, err := bundle.NewReader(bufio.NewReaderSize(f, 1<<16), &bundle.ReaderOptions{Verify: func(h *bundle.Header) (*rsa.PublicKey, error) {
+		c, err := verifyTrusted(ctx, db, h.Chain)
+		if err != nil {
+			return nil, err
+		}
+		if c.ID != h.SenderCert {
+			return nil, fmt.Errorf("bundle names signer %s but its chain ends with %s", h.SenderCert, c.ID)
+		}
+		return c.PublicKey, nil
+	}})
+	if err != nil {
+		return nil, err
+	}
+	for n := 0; ; n++ {
+		_, err := r.Next()
+		if err == io.EOF {
+			return r.Header(), nil
+		}
+		if err != nil {
+			return nil, err
+		}
+		if n%1024 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+	}
 }
 
 // renewIfRestored gives the database a new instance if counters a peer
@@ -420,15 +548,21 @@ func renewIfRestored(ctx context.Context, db *store.DB, v fsic.V2, within certs.
 	if err != nil {
 		return false, err
 	}
+	return db.RenewIfOlder(ctx, claimedOf(v, within, in.ID))
+}
+
+// claimedOf returns the highest counter of instance id that v holds under
+// partitions within, or above it (see renewIfRestored).
+func claimedOf(v fsic.V2, within certs.Filter, id string) int64 {
 	var claimed int64
 	for _, ps := range []fsic.Partitions{v.Super, v.Sub} {
 		for p, cs := range ps {
 			if covers(within, p) {
-				claimed = max(claimed, cs[in.ID])
+				claimed = max(claimed, cs[id])
 			}
 		}
 	}
-	return db.RenewIfOlder(ctx, claimed)
+	return claimed
 }
 
 // covers reports whether counters kept under partition p speak for a part

@@ -254,6 +254,38 @@ func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
 	return true, path, nil
 }
 
+// EarlierInstances returns this database's earlier instances at this very
+// file on this device, each with its counter: those of the same system and
+// node ids it no longer writes under because it took a new instance here
+// (RenewIfOlder, after a restore from a backup) or was moved away and
+// back. What they wrote is this database's own, and what it holds of them
+// stops at their counters. The current instance is not among them.
+func (db *DB) EarlierInstances(ctx context.Context) (map[string]int64, error) {
+	in, err := db.Instance(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rows, err := db.r.QueryContext(ctx, `SELECT id, counter FROM morango_instanceid
+		WHERE current = 0 AND id <> ? AND db_path = ? AND system_id = ? AND node_id = ?`, in.ID, db.path, in.SystemID, in.NodeID)
+	if err != nil {
+		return nil, fmt.Errorf("read earlier instances: %w", err)
+	}
+	defer rows.Close()
+	out := map[string]int64{}
+	for rows.Next() {
+		var id string
+		var c int64
+		if err := rows.Scan(&id, &c); err != nil {
+			return nil, fmt.Errorf("read earlier instances: %w", err)
+		}
+		out[id] = c
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read earlier instances: %w", err)
+	}
+	return out, nil
+}
+
 // Instance returns this database's current instance. Another handle of the
 // file (another process) may have given it a new one (RenewIfOlder): the
 // current row is read each time.

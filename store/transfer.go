@@ -96,12 +96,24 @@ func updateTransfer(ctx context.Context, tx *sql.Tx, t *Transfer) error {
 // ActiveTransfer returns the active, unfinished transfer of the bundle with
 // the given hash, if an earlier run was interrupted.
 func (db *DB) ActiveTransfer(ctx context.Context, sha256 string) (*Transfer, error) {
+	return db.readTransfer(ctx, `bundle_sha256 = ? AND active ORDER BY start_timestamp DESC LIMIT 1`, sha256)
+}
+
+// Transfer returns the transfer session id as this database recorded it
+// (the stage it reached), or nil if it recorded none.
+func (db *DB) Transfer(ctx context.Context, id string) (*Transfer, error) {
+	return db.readTransfer(ctx, `id = ?`, id)
+}
+
+// readTransfer reads the transfer session that where (with arg) selects,
+// or nil if there is none.
+func (db *DB) readTransfer(ctx context.Context, where string, arg string) (*Transfer, error) {
 	t := &Transfer{}
 	var filter string
 	var total sql.NullInt64
 	err := db.r.QueryRowContext(ctx, `SELECT id, push, filter, bundle_path, bundle_sha256, coalesce(transfer_stage, ''),
 		coalesce(transfer_stage_status, ''), records_total, records_transferred, error, active
-		FROM morango_transfersession WHERE bundle_sha256 = ? AND active ORDER BY start_timestamp DESC LIMIT 1`, sha256).Scan(
+		FROM morango_transfersession WHERE `+where, arg).Scan(
 		&t.ID, &t.Push, &filter, &t.Path, &t.SHA256, &t.Stage, &t.Status, &total, &t.Done, &t.Error, &t.Active)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -112,17 +124,4 @@ func (db *DB) ActiveTransfer(ctx context.Context, sha256 string) (*Transfer, err
 	t.Filter = strings.Split(filter, "\n")
 	t.Total = total.Int64
 	return t, nil
-}
-
-// KnownTransfer reports whether this database recorded transfer id, an
-// export it made or an import it began. A bundle signed as written here
-// whose transfer it does not know was written by a later state of this
-// file: the database was restored from a backup since.
-func (db *DB) KnownTransfer(ctx context.Context, id string) (bool, error) {
-	var known bool
-	err := db.r.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_transfersession WHERE id = ?)`, id).Scan(&known)
-	if err != nil {
-		return false, fmt.Errorf("read transfer session %s: %w", id, err)
-	}
-	return known, nil
 }
