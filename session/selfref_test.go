@@ -55,6 +55,46 @@ func TestSelfRefFollowsHead(t *testing.T) {
 	}
 }
 
+// Two devices move two notes under each other at once (the classic
+// tree-move race), and one makes a third note its own parent: merged, the
+// notes form parent cycles (a → b → a, c → c). The devices that held the
+// notes write the moves; a device that receives all three fresh must write
+// them too (no order of single rows gets them in, parents first), and end
+// with the same app rows and nothing pending.
+func TestSelfRefCycleWrittenOnFreshDevice(t *testing.T) {
+	s := newTestSim(t, 31, 3)
+	a, b := s.devs[0], s.devs[1]
+	p, na, nb, nc := s.rid(), s.rid(), s.rid(), s.rid()
+	s.exec(a, `INSERT INTO person (id, dataset_id, name, age) VALUES (?, ?, 'p', 1)`, p, s.root)
+	s.exec(a, `INSERT INTO note (id, dataset_id, person_id, parent_id, body) VALUES (?, ?, ?, NULL, 'a'), (?, ?, ?, NULL, 'b'),
+		(?, ?, ?, NULL, 'c')`, na, s.root, p, nb, s.root, p, nc, s.root, p)
+	s.send(a, b)
+	// Concurrent moves: A puts note a under b, B puts note b under a; A
+	// makes note c its own parent.
+	s.exec(a, `UPDATE note SET parent_id = ? WHERE id = ?`, nb, na)
+	s.exec(a, `UPDATE note SET parent_id = id WHERE id = ?`, nc)
+	s.exec(b, `UPDATE note SET parent_id = ? WHERE id = ?`, na, nb)
+	s.send(a, b)
+	s.send(b, a)
+	// The third device has never seen the notes.
+	s.converge()
+	want := map[string]string{na: nb, nb: na, nc: nc}
+	for _, d := range s.devs {
+		for id, parent := range want {
+			var got string
+			if err := d.app.QueryRow(`SELECT coalesce(parent_id, '') FROM note WHERE id = ?`, id).Scan(&got); err != nil || got != parent {
+				t.Errorf("device %d: note %.6s has parent %.6s (%v), want %.6s", d.idx, id, got, err, parent)
+			}
+		}
+		var pending int
+		s.check(d.app.QueryRow(`SELECT count(*) FROM morango_store WHERE dirty_bit`).Scan(&pending), "count pending")
+		if pending != 0 {
+			t.Errorf("device %d: %d records pending", d.idx, pending)
+		}
+	}
+	s.assertConverged()
+}
+
 // Two concurrent hard deletions of a note: A's (the winner: higher
 // counter) and C's. B re-creates the note over A's deletion, which it keeps
 // as a tombstone. When C's deletion reaches B, the merge erases the

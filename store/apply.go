@@ -750,7 +750,7 @@ func (im *Import) startDirect(ctx context.Context) error {
 		t := im.db.schema[m.Table]
 		q := insertSQL(t, syncedColumns(t, m)) +
 			` FROM json_each(?) j CROSS JOIN morango_store s ON s.rowid = j.value WHERE NOT s.deleted`
-		if fk := im.db.fkReadySQL(m); fk != "" {
+		if fk := im.db.fkReadySQL(m, ""); fk != "" {
 			q += " AND " + fk
 		}
 		st, err := im.tx.PrepareContext(ctx, q)

@@ -244,11 +244,14 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 	}
 
 	// Rows are written once every foreign-key target exists in the app;
-	// a self-referencing model is written in waves, parents first.
-	ready := `SELECT t.rid FROM ` + todo + ` WHERE NOT s.deleted
+	// a self-referencing model is written in waves, parents first. When
+	// the waves stop, the rows of parent cycles are written together
+	// (writeParentCycles), and the waves go on with the rows they freed.
+	live := `NOT s.deleted
 		AND NOT EXISTS (SELECT 1 FROM temp.morango_fkgone g WHERE g.model = ` + model + ` AND g.id = s.id)
 		AND t.rid NOT IN (SELECT rid FROM temp.morango_kept)`
-	if fk := d.db.fkReadySQL(m); fk != "" {
+	ready := `SELECT t.rid FROM ` + todo + ` WHERE ` + live
+	if fk := d.db.fkReadySQL(m, ""); fk != "" {
 		ready += " AND " + fk
 	}
 	cols := syncedColumns(t, m)
@@ -261,6 +264,12 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 			return err
 		}
 		res.Written += n
+		if n == 0 && m.SelfRef() != "" && d.left > 0 {
+			if n, err = d.writeParentCycles(ctx, m, t, cols, live); err != nil {
+				return err
+			}
+			res.Written += n
+		}
 		if n == 0 || m.SelfRef() == "" {
 			break
 		}
@@ -722,6 +731,72 @@ func (d *deserializer) breakCycle(ctx context.Context, t *tableInfo, cols []stri
 	return 0, nil
 }
 
+// writeParentCycles writes, when the waves of a self-referencing model m
+// stop, the records whose parents wait for each other: notes moved under
+// each other on two devices at once (a parent cycle a → b → a), or a note
+// made its own parent. No wave writes them, since none of their parents
+// is in the app. live is the condition, on the records of the list (t
+// and s, as in todo), that they are neither deleted nor held back (by a
+// deleted target or a row the app kept).
+//
+// The records taken are those whose row is not in the app yet, whose
+// foreign keys but the self-reference find their targets, and whose
+// parent is not in the app but is another record taken: repeatedly, a
+// record whose parent is not among those left is let go, and so is every
+// record below it (one recursive statement). What is left are the cycles
+// and the records hanging off them. They are written together by one
+// statement: SQLite checks a foreign key the app declares (an immediate
+// one) at the end of the statement, when every row of the cycle is in.
+// A record whose parent is truly missing still waits. Records whose rows
+// the app holds are left to the waves that follow (the upsert updates
+// rows before inserting others, and an update naming a parent the insert
+// brings would be refused). A batch the app refuses is written as write
+// does, one row by one; a declared foreign key then refuses every row of
+// a cycle, which waits.
+//
+// Most deserializations never get here; when records wait for parents
+// that are truly missing, this costs one pass over those on the list.
+func (d *deserializer) writeParentCycles(ctx context.Context, m *profile.Model, t *tableInfo, cols []string, live string) (int64, error) {
+	col := m.SelfRef()
+	table := quote(m.Table)
+	parent := fmt.Sprintf(`json_extract(s.serialized, %s)`, jsonPath(col))
+	taken := live + fmt.Sprintf(` AND %[1]s IS NOT NULL
+		AND NOT EXISTS (SELECT 1 FROM %[2]s a WHERE a.id = s.id) AND NOT EXISTS (SELECT 1 FROM %[2]s f WHERE f.id = %[1]s)`, parent, table)
+	if fk := d.db.fkReadySQL(m, col); fk != "" {
+		taken += " AND " + fk
+	}
+	err := d.exec(ctx,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_parent_cycle (rid INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE, parent TEXT NOT NULL)`,
+		`CREATE INDEX IF NOT EXISTS temp.morango_parent_cycle_parent ON morango_parent_cycle (parent)`,
+		`DELETE FROM temp.morango_parent_cycle`)
+	if err != nil {
+		return 0, err
+	}
+	n, err := d.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_parent_cycle (rid, id, parent) SELECT t.rid, s.id, %s FROM %s WHERE %s`,
+		parent, todo, taken))
+	if err != nil || n == 0 {
+		return 0, err
+	}
+	var left int64
+	err = d.exec(ctx, `WITH RECURSIVE loose (id) AS (
+			SELECT c.id FROM temp.morango_parent_cycle c WHERE c.parent NOT IN (SELECT id FROM temp.morango_parent_cycle)
+			UNION SELECT c.id FROM loose l CROSS JOIN temp.morango_parent_cycle c ON c.parent = l.id)
+		DELETE FROM temp.morango_parent_cycle WHERE id IN (SELECT id FROM loose)`)
+	if err == nil {
+		err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_parent_cycle`).Scan(&left)
+	}
+	if err != nil || left == 0 {
+		return 0, err
+	}
+	d.db.log.Debug("writing rows whose parents wait for each other", "table", m.Table, "rows", left)
+	err = d.exec(ctx, `DELETE FROM temp.morango_ready_rows`, `INSERT INTO temp.morango_ready_rows (rid) SELECT rid FROM temp.morango_parent_cycle`,
+		`DELETE FROM temp.morango_parent_cycle`)
+	if err != nil {
+		return 0, err
+	}
+	return d.write(ctx, t, cols)
+}
+
 // uniqueIndex is a unique index of an app table other than its primary
 // key: its columns, "" for an expression.
 type uniqueIndex []string
@@ -958,12 +1033,13 @@ func insertSQL(t *tableInfo, cols []string) string {
 
 // fkReadySQL returns the condition, on the store row aliased s, that every
 // foreign-key target of the record exists in the app (or the key is null
-// or absent); "" for a model without foreign keys to synced models.
-func (db *DB) fkReadySQL(m *profile.Model) string {
+// or absent), the column except aside; "" for a model without (other)
+// foreign keys to synced models.
+func (db *DB) fkReadySQL(m *profile.Model, except string) string {
 	var fkReady []string
 	for _, col := range slices.Sorted(maps.Keys(m.ForeignKeys)) {
 		tm := db.profile.Model(m.ForeignKeys[col])
-		if tm == nil {
+		if tm == nil || col == except {
 			continue
 		}
 		// json_extract is NULL both for a missing key and for a JSON null.
