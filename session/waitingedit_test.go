@@ -15,10 +15,9 @@ import (
 // exist there) and the app keeps showing the log before the move. The
 // learner then records progress on that row. The tablet's record must
 // hold both Facility's move and the learner's progress, one as the head
-// and one as a conflict, and Facility must not lose its move.
-// (Facility refuses the tablet's record while it carries Facility's move,
-// data outside the tablet's write scope, so the two do not converge here;
-// TestEditOfRowWaitingForIncomingVersionConverges checks convergence.)
+// and one as a conflict, and Facility must not lose its move; the two
+// end with the same record (Facility takes its own move back from the
+// tablet beside the learner's edit: TestRelayedVersionOutsideSignerScopeMergedWhereKnown).
 func TestEditOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
 	dir := t.TempDir()
 	fac := newDevice(t, "facility")
@@ -44,8 +43,12 @@ func TestEditOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
 	if both := hr.Serialized + hr.Conflicting; hr.Conflicting == "" || !strings.Contains(both, f.other) || !strings.Contains(both, `0.9`) {
 		t.Fatalf("the tablet's record lost the move or the progress: %+v", hr)
 	}
-	if fr := fac.record(f.learnerLog); !strings.Contains(fr.Serialized+fr.Conflicting, f.other) {
+	fr := fac.record(f.learnerLog)
+	if !strings.Contains(fr.Serialized+fr.Conflicting, f.other) {
 		t.Fatalf("Facility's move was superseded by an edit of a row the tablet never updated: facility holds %+v", fr)
+	}
+	if fr.Serialized != hr.Serialized || fr.Conflicting != hr.Conflicting {
+		t.Fatalf("facility and tablet differ:\n facility: %+v\n tablet:   %+v", fr, hr)
 	}
 }
 
@@ -108,6 +111,57 @@ func TestEditOfRowWaitingForIncomingVersionConverges(t *testing.T) {
 		t.Fatal(err)
 	}
 	if len(conflicts) != 1 || conflicts[0].ID != f.learnerLog || len(conflicts[0].Lost) != 1 {
+		t.Fatalf("facility lists conflicts %+v, want the log's", conflicts)
+	}
+}
+
+// TestDeleteOfRowWaitingForIncomingVersionKeepsIt: the same when the app
+// deletes the row instead of editing it. The deletion wins (deleted ranks
+// above live), but Facility's edit, which the tablet never showed, stays a
+// conflict on every device instead of vanishing.
+func TestDeleteOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
+	dir := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	home := newDevice(t, "home")
+	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	fac.sendTo(home, dir, true)
+	home.sendTo(fac, dir, true)
+
+	home.exec(`CREATE TRIGGER busy BEFORE UPDATE ON contentlog WHEN EXISTS (SELECT 1 FROM morango_applying)
+		BEGIN SELECT RAISE(ABORT, 'the log is open'); END`)
+	fac.exec(`UPDATE contentlog SET content_id = 'c2' WHERE id = ?`, f.learnerLog)
+	fac.sendTo(home, dir, true)
+	if r := home.record(f.learnerLog); r == nil || !r.Dirty || !strings.Contains(r.Serialized, `"c2"`) {
+		t.Fatalf("Facility's edit does not wait on the tablet: %+v", r)
+	}
+	home.exec(`DELETE FROM contentlog WHERE id = ?`, f.learnerLog)
+	home.exec(`DROP TRIGGER busy`)
+	for range 2 {
+		home.sendTo(fac, dir, true)
+		fac.sendTo(home, dir, true)
+	}
+	fr, hr := fac.record(f.learnerLog), home.record(f.learnerLog)
+	if fr.Serialized != hr.Serialized || fr.Conflicting != hr.Conflicting || fr.Deleted != hr.Deleted || hr.Dirty {
+		t.Fatalf("facility and tablet differ:\n facility: %+v\n tablet:   %+v", fr, hr)
+	}
+	if !fr.Deleted || !strings.Contains(fr.Conflicting, `c2`) {
+		t.Fatalf("want the deletion as head and Facility's edit as a conflict: %+v", fr)
+	}
+	for _, d := range []*device{fac, home} {
+		if n := d.count(`SELECT count(*) FROM contentlog WHERE id = ?`, f.learnerLog); n != 0 {
+			t.Errorf("%s's app still shows the deleted log", d.name)
+		}
+	}
+	var conflicts []store.Conflict
+	if err := fac.db.Conflicts(t.Context(), "contentlog", func(c store.Conflict) error {
+		conflicts = append(conflicts, c)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(conflicts) != 1 || conflicts[0].ID != f.learnerLog {
 		t.Fatalf("facility lists conflicts %+v, want the log's", conflicts)
 	}
 }

@@ -616,7 +616,16 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 	}
 	res.Updated += n
 
-	// Deleted records: the app row is gone.
+	// Deleted records: the app row is gone. One whose incoming head waited
+	// keeps that head as a concurrent version, as an edit does (the
+	// deletion ranks above it: it stays a conflict the user can see).
+	gone, err := s.deletedWaiting(ctx, m, present)
+	if err != nil {
+		return err
+	}
+	for id, text := range gone {
+		tombs[id] = text
+	}
 	n, err = s.count(ctx, fmt.Sprintf(`UPDATE morango_store SET deleted = 1, `+s.lsb()+`
 		WHERE id IN (%s) AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.id = morango_store.id) AND deleted = 0 AND model_name = %s
 			AND id NOT IN (SELECT id FROM temp.morango_failed)`,
@@ -745,6 +754,42 @@ func (s *serializer) waiting(ctx context.Context, m *profile.Model) (map[string]
 		}
 	}
 	return out, nil
+}
+
+// deletedWaiting returns, for the records of m that the app deleted while
+// their incoming head waited to reach it, the siblings of their deletion:
+// that head beside it (merge.EditBeside), and their tombstones.
+func (s *serializer) deletedWaiting(ctx context.Context, m *profile.Model, present string) (map[string]string, error) {
+	rows, err := s.tx.QueryContext(ctx, fmt.Sprintf(`SELECT `+recordColumns("s")+` FROM morango_store s
+		WHERE s.id IN (%s) AND s.model_name = %s AND s.dirty_bit AND NOT s.deleted AND NOT s.hard_deleted
+			AND NOT EXISTS (SELECT 1 FROM %s t WHERE t.id = s.id) AND s.id NOT IN (SELECT id FROM temp.morango_failed)`,
+		present, literal(m.Name), quote(m.Table)))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	out := map[string]string{}
+	rule := ruleFor(m)
+	for rows.Next() {
+		var r Record
+		if err := scanRecord(rows, &r); err != nil {
+			return nil, err
+		}
+		prev, err := stateOf(&r)
+		if err != nil {
+			return nil, fmt.Errorf("record %s: %w", r.ID, err)
+		}
+		del := merge.Version{Instance: s.me, Counter: s.c, Deleted: true, Serialized: r.Serialized}
+		st := merge.EditBeside(&prev, del, prev.Head, rule)
+		if err := st.Validate(); err != nil {
+			return nil, fmt.Errorf("record %s: deletion beside its waiting version: %w", r.ID, err)
+		}
+		if st.Head != del {
+			return nil, fmt.Errorf("record %s: its waiting version ranks above its deletion", r.ID)
+		}
+		out[r.ID] = merge.EncodeSiblings(st.Siblings)
+	}
+	return out, rows.Err()
 }
 
 // scanWith scans a row of a record's columns followed by more columns,
