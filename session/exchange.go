@@ -53,6 +53,9 @@ type FileResult struct {
 	Export  *ExportResult `json:"export,omitempty"`
 	Peer    string        `json:"peer,omitempty"`
 	Records int64         `json:"records"`
+	// Note is a remark for the person, such as what to do about a peer
+	// that may be this database's own earlier identity.
+	Note string `json:"note,omitempty"`
 }
 
 // ExchangeResult lists what an exchange did, file by file.
@@ -269,11 +272,23 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			if _, err := removePeer(fs, dir, names, peer); err != nil {
 				return res, err
 			}
-			res.Files = append(res.Files, &FileResult{File: n, Peer: peer, Action: "retired",
-				Reason: "this database before it moved from " + was})
+			why := "this database before it moved from " + was
+			if was == db.Path() {
+				why = "this database's earlier identity in this file (renewed after a restore from a backup, or the file moved away and back)"
+			}
+			res.Files = append(res.Files, &FileResult{File: n, Peer: peer, Action: "retired", Reason: why})
 			continue
 		}
 		fr := &FileResult{File: BundleName(in.ID, peer), Peer: peer}
+		// An earlier identity of this database whose file may be a copy
+		// still in use (this machine's ids are not known, or the file is
+		// still there): the person knows which.
+		if was, ok, err := db.EarlierIdentity(ctx, peer); err != nil {
+			return res, err
+		} else if ok {
+			fr.Note = fmt.Sprintf("this database had that identity at %s: if the file was moved here rather than copied, "+
+				"the device is gone; stop writing bundles for it with: morango forget %s %s", was, dir, peer)
+		}
 		bpath := filepath.Join(dir, fr.File)
 		conn := &DiskConnection{FS: fs, Bundle: bpath, Manifest: filepath.Join(dir, n)}
 		r, err := Export(ctx, db, conn, ExportOptions{CertID: opts.CertID, Observer: opts.Observer, SkipEmpty: true})

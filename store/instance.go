@@ -254,6 +254,22 @@ func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
 	return true, path, nil
 }
 
+// EarlierIdentity reports whether id is an instance this database had
+// before its current one, wherever its file was then, and returns that
+// path. Unlike FormerSelf, it cannot tell a move from a copy: a copy of
+// this file elsewhere may write under that instance still.
+func (db *DB) EarlierIdentity(ctx context.Context, id string) (string, bool, error) {
+	var path string
+	err := db.r.QueryRowContext(ctx, `SELECT db_path FROM morango_instanceid WHERE id = ? AND current = 0`, id).Scan(&path)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("read earlier instance: %w", err)
+	}
+	return path, true, nil
+}
+
 // EarlierInstances returns this database's earlier instances at this very
 // file on this device, each with its counter: those of the same system and
 // node ids it no longer writes under because it took a new instance here

@@ -78,3 +78,37 @@ func TestCertNeededOnlyWhenSeveral(t *testing.T) {
 		t.Fatalf("exchange with no certificate: %s", r)
 	}
 }
+
+// A copy of a database syncs as a new device. When it meets the manifest
+// of the identity it had before (the original file, still in use, or a
+// moved file's former self on a machine whose ids morango cannot read),
+// exchange cannot tell which it is and says so, with the command that
+// stops the bundles if the old one is gone.
+func TestExchangeNotesEarlierIdentity(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 1)
+	stick := filepath.Join(f.dir, "stick")
+	if err := os.Mkdir(stick, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		ok(t, "exchange", "--db", f.fac.path, stick)
+		ok(t, "exchange", "--db", f.city.path, stick)
+	}
+	var oldID string
+	if err := f.city.db.QueryRow(`SELECT id FROM morango_instanceid WHERE current = 1`).Scan(&oldID); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Mkdir(filepath.Join(f.dir, "elsewhere"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cp := f.city.copyTo(filepath.Join(f.dir, "elsewhere", "city.sqlite3"))
+	r := ok(t, "exchange", "--db", cp.path, stick)
+	if !strings.Contains(r.stdout, "note: this database had that identity at "+f.city.path) ||
+		!strings.Contains(r.stdout, "morango forget "+stick+" "+oldID) {
+		t.Fatalf("the copy's exchange does not name its earlier identity:\n%s", r)
+	}
+	if _, err := os.Stat(filepath.Join(stick, oldID+".manifest")); err != nil {
+		t.Fatalf("the original's manifest was removed: %v", err)
+	}
+}

@@ -275,6 +275,9 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 				printf(c, "  %-9s %s\n", f.Action, f.File)
 			}
 		}
+		if f.Note != "" {
+			printf(c, "            note: %s\n", f.Note)
+		}
 	}
 	if r.RetryError != "" {
 		printf(c, "  FAILED    retrying rows waiting for the app: %s\n", r.RetryError)
