@@ -110,6 +110,14 @@ func (db *DB) currentInstance(ctx context.Context) (*Instance, error) {
 		return db.instance, nil
 	}
 	sysID, nodeID := db.systemID(), db.nodeID()
+	// Mostly the recorded instance is this one, as it was: read it without
+	// taking the write lock, which a long import holds (status would wait).
+	if inst, ok, err := db.recordedInstance(ctx, sysID, nodeID); err != nil || ok {
+		if ok {
+			db.instance = inst
+		}
+		return inst, err
+	}
 	var inst Instance
 	err := db.writeTx(ctx, func(tx *sql.Tx) error {
 		dbID, err := currentDatabaseID(ctx, tx)
@@ -135,6 +143,29 @@ func (db *DB) currentInstance(ctx context.Context) (*Instance, error) {
 	}
 	db.instance = &inst
 	return db.instance, nil
+}
+
+// recordedInstance returns the current instance as recorded, if it is the
+// one saveInstance would make current now: recorded at this path, with
+// these machine ids and this build's platform details. It only reads.
+func (db *DB) recordedInstance(ctx context.Context, sysID, nodeID string) (*Instance, bool, error) {
+	var in Instance
+	err := db.r.QueryRowContext(ctx, `SELECT i.id, i.database_id, i.platform, i.hostname, i.sysversion, i.node_id, i.system_id, i.db_path, i.counter
+		FROM morango_instanceid i JOIN morango_databaseid d ON d.id = i.database_id AND d.current = 1
+		WHERE i.current = 1`).Scan(&in.ID, &in.DatabaseID, &in.Platform, &in.Hostname, &in.SysVersion, &in.NodeID, &in.SystemID, &in.DBPath, &in.Counter)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("read instance: %w", err)
+	}
+	host, _ := os.Hostname()
+	ok := in.DBPath == db.path && in.SystemID == sysID && in.NodeID == nodeID && in.ID == ids.SHA2UUID(in.DatabaseID, sysID, nodeID) &&
+		in.Platform == runtime.GOOS+"-"+runtime.GOARCH && in.Hostname == host && in.SysVersion == runtime.Version()
+	if !ok {
+		return nil, false, nil
+	}
+	return &in, true, nil
 }
 
 // saveInstance makes the instance of database id dbID on this device the
