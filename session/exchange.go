@@ -9,6 +9,7 @@ import (
 	"io"
 	iofs "io/fs"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -147,6 +148,13 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		}
 	}
 
+	// A bundle addressed to this device, once applied, is removed by its
+	// writer when it sees this device's manifest; one whose writer's
+	// manifest is no longer here (forgotten, or an identity its database
+	// left) nobody else would remove.
+	writerGone := func(h *bundle.Header, own bool) bool {
+		return !own && signs.self[h.RecipientInstance] && !slices.Contains(manifests, ManifestName(h.SenderInstance))
+	}
 	imported := false
 	for _, n := range bundles {
 		fr := &FileResult{File: n}
@@ -191,6 +199,9 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			return nil, err
 		} else if ok {
 			fr.Action, fr.Reason = "skipped", "already applied"
+			if writerGone(h, own) && fs.Remove(path) == nil {
+				fr.Action, fr.Reason = "removed", "applied here, and its writer no longer visits this folder"
+			}
 			continue
 		}
 		r, err := Import(ctx, db, &DiskConnection{FS: fs, Bundle: path}, ImportOptions{Observer: opts.Observer})
@@ -214,6 +225,9 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		}
 		fr.Action, fr.Import, fr.Records = "imported", r, r.Store.Received
 		imported = true
+		if writerGone(h, own) && fs.Remove(path) == nil {
+			fr.Reason = "removed: its writer no longer visits this folder"
+		}
 	}
 	// An import of a bundle this database wrote before a restore renews
 	// its instance.

@@ -20,7 +20,8 @@ type ManifestOptions struct {
 	// Filter narrows the partitions the manifest speaks for; empty: the
 	// certificate's read scope.
 	Filter []string
-	// Name is a free device name shown to people.
+	// Name is a free device name shown to people. A name given once is
+	// kept (store.DB.SetDeviceName): empty means the name given last.
 	Name string
 }
 
@@ -65,6 +66,16 @@ func writeManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string,
 	if err != nil {
 		return nil, err
 	}
+	// A name given once stays the device's name.
+	name := opts.Name
+	if name != "" {
+		err = db.SetDeviceName(ctx, name)
+	} else {
+		name, err = db.DeviceName(ctx)
+	}
+	if err != nil {
+		return nil, err
+	}
 	m := &bundle.Manifest{
 		Profile:  db.Profile().Name,
 		Created:  time.Now().UTC().Format(time.RFC3339),
@@ -73,7 +84,7 @@ func writeManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string,
 		Chain:    chain,
 		Filter:   filter,
 		FSIC:     holdings,
-		Name:     opts.Name,
+		Name:     name,
 	}
 	if fs == nil {
 		fs = bundle.OSFS{}

@@ -285,6 +285,36 @@ func (db *DB) FormerSelf(ctx context.Context, id string) (bool, string, error) {
 	return true, path, nil
 }
 
+// DeviceName returns the name for people this device was given
+// (SetDeviceName), or "".
+func (db *DB) DeviceName(ctx context.Context) (string, error) {
+	var name string
+	err := db.r.QueryRowContext(ctx, `SELECT value FROM morango_setting WHERE key = 'device_name'`).Scan(&name)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read device name: %w", err)
+	}
+	return name, nil
+}
+
+// SetDeviceName keeps name as this device's name for people; later
+// manifests carry it until another is given.
+func (db *DB) SetDeviceName(ctx context.Context, name string) error {
+	if cur, err := db.DeviceName(ctx); err != nil || cur == name {
+		return err
+	}
+	return db.writeTx(ctx, func(tx *sql.Tx) error {
+		_, err := tx.ExecContext(ctx, `INSERT INTO morango_setting (key, value) VALUES ('device_name', ?)
+			ON CONFLICT (key) DO UPDATE SET value = excluded.value`, name)
+		if err != nil {
+			return fmt.Errorf("save device name: %w", err)
+		}
+		return nil
+	})
+}
+
 // EarlierIdentity reports whether id is an instance this database had
 // before its current one, wherever its file was then, and returns that
 // path. Unlike FormerSelf, it cannot tell a move from a copy: a copy of

@@ -239,9 +239,15 @@ DROP INDEX IF EXISTS morango_store_transfer;
 	`
 UPDATE morango_store SET _self_ref_fk = '' WHERE hard_deleted AND _self_ref_fk <> '';
 `,
+
+	// 5: settings of this database kept from one command to the next (the
+	// device's name for people).
+	`
+CREATE TABLE morango_setting (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
+`,
 }
 
-const currentSchemaVersion = 4
+const currentSchemaVersion = 5
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

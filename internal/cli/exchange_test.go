@@ -112,3 +112,35 @@ func TestExchangeNotesEarlierIdentity(t *testing.T) {
 		t.Fatalf("the original's manifest was removed: %v", err)
 	}
 }
+
+// A bundle left for this device by a device that no longer visits the
+// folder (forgotten here) is removed once applied: its writer, which
+// removes the bundles its peers hold, will not.
+func TestBundleOfForgottenWriterRemovedOnceApplied(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 1)
+	stick := filepath.Join(f.dir, "stick")
+	if err := os.Mkdir(stick, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		ok(t, "exchange", "--db", f.fac.path, "--name", "school", stick)
+		ok(t, "exchange", "--db", f.city.path, stick)
+	}
+	f.fac.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', ?, 'last words')`, f.root)
+	if r := ok(t, "exchange", "--db", f.fac.path, stick); !strings.Contains(r.stdout, "exported") {
+		t.Fatalf("the school's last bundle: %s", r)
+	}
+	ok(t, "forget", stick, "school")
+	r := ok(t, "exchange", "--db", f.city.path, stick)
+	if !strings.Contains(r.stdout, "imported") || !strings.Contains(r.stdout, "removed: its writer no longer visits this folder") {
+		t.Fatalf("the forgotten school's bundle was not imported and removed:\n%s", r)
+	}
+	if n := f.city.count(`SELECT count(*) FROM adminnote WHERE body = 'last words'`); n != 1 {
+		t.Fatalf("city holds %d of the school's last note", n)
+	}
+	files, err := filepath.Glob(filepath.Join(stick, "*.bundle"))
+	if err != nil || len(files) != 0 {
+		t.Fatalf("bundles left on the stick: %v %v", files, err)
+	}
+}

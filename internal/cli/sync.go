@@ -262,6 +262,9 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 				}
 				printf(c, "            refused %s %s: %s\n", rf.ModelName, rf.ID, rf.Reason)
 			}
+			if f.Reason != "" {
+				printf(c, "            %s\n", f.Reason)
+			}
 		case "exported":
 			printf(c, "  exported  %s: %s%s\n", f.File, count(f.Records, "record"), perModel(f.Export.Counts))
 		case "up to date":
