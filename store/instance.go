@@ -8,6 +8,7 @@ import (
 	"io/fs"
 	"net"
 	"os"
+	"path/filepath"
 	"runtime"
 	"sort"
 	"strings"
@@ -450,14 +451,14 @@ func (db *DB) nextCounter(ctx context.Context, tx *sql.Tx) (string, int64, error
 	return id, c, nil
 }
 
-// sameFile reports whether paths a and b name one existing file: a path
-// recorded before symbolic links were resolved (see absPath), a hard link,
-// a drive mounted at two points.
+// sameFile reports whether the recorded path a names the file at the
+// resolved path b through symbolic links: a path recorded before links
+// were resolved (see absPath). A hard link or a second mount point of the
+// file is not the same file here: another name of it could, after a copy
+// is put in its place, be where a copy lives, which must not keep this
+// database's instance (and SQLite keeps a -wal file per name, so a file
+// must be opened under one name only).
 func sameFile(a, b string) bool {
-	fa, err := os.Stat(a)
-	if err != nil {
-		return false
-	}
-	fb, err := os.Stat(b)
-	return err == nil && os.SameFile(fa, fb)
+	r, err := filepath.EvalSymlinks(a)
+	return err == nil && r == b
 }
