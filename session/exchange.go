@@ -270,6 +270,9 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	}
 	res.Files = append(res.Files, &FileResult{File: ManifestName(in.ID), Action: "wrote manifest"})
 
+	failedHere := func(n string) bool {
+		return slices.ContainsFunc(res.Files, func(f *FileResult) bool { return f.File == n && f.Action == "failed" })
+	}
 	for _, n := range manifests {
 		peer := strings.TrimSuffix(n, manifestSuffix)
 		if peer == in.ID {
@@ -283,7 +286,9 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			return res, err
 		}
 		if former {
-			if _, err := removePeer(fs, dir, names, peer); err != nil {
+			// A bundle to it whose import failed in this run stays, for
+			// the next run to import (it is addressed to this database).
+			if _, err := removePeer(fs, dir, slices.DeleteFunc(slices.Clone(names), failedHere), peer); err != nil {
 				return res, err
 			}
 			why := "this database before it moved from " + was
