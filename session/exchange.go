@@ -503,6 +503,11 @@ func ownBundleAhead(ctx context.Context, db *store.DB, fs bundle.FS, path string
 	if exportWritten(t) {
 		return 0, nil
 	}
+	// Imported here since (after the restore it showed): its versions are
+	// here, and it need not be read whole at every exchange.
+	if applied, err := db.AppliedBundle(ctx, h.TransferID); err != nil || applied {
+		return 0, err
+	}
 	v, err := readVerifiedHeader(ctx, db, fs, path)
 	if err != nil {
 		if ctx.Err() != nil {
