@@ -148,8 +148,12 @@ func TempTarget(name string) (string, bool) {
 
 // TempMaxAge is how long a temporary file of WriteFile's goes unmodified
 // before StaleTemp takes it as abandoned. A writer modifies its file as it
-// writes; reading it back takes minutes at most, even on a slow stick.
-const TempMaxAge = time.Hour
+// writes, and reading it back takes minutes at most, even on a slow stick;
+// but the time is stamped by the writer's clock and compared with the
+// reader's, and devices offline for months keep clocks hours apart. A day
+// covers both; the device that wrote an abandoned file removes it at its
+// next exchange anyway.
+const TempMaxAge = 24 * time.Hour
 
 // StaleTemp reports whether the temporary file at path (see IsTemp) was
 // last modified TempMaxAge or more before now: no live writer can be
