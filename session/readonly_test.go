@@ -79,6 +79,18 @@ func TestChangesOutsideWriteScopeWait(t *testing.T) {
 	if n := home.count(`SELECT count(*) FROM morango_dirty WHERE id = ?`, f.classroom); n != 0 {
 		t.Errorf("home: the classroom's change still waits, though the facility's version replaced it")
 	}
+	// What the tablet's app wrote is not lost without a trace: the change
+	// the facility's version replaced is kept on the tablet.
+	var kept []store.Replaced
+	if err := home.db.Replaced(t.Context(), "classroom", func(r store.Replaced) error {
+		kept = append(kept, r)
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(kept) != 1 || kept[0].ID != f.classroom || kept[0].Version.Instance != "" || !strings.Contains(kept[0].Version.Serialized, "Hacked by tablet") {
+		t.Errorf("home: the replaced classroom change is not kept: %+v", kept)
+	}
 }
 
 // A shared tablet holds a certificate for one learner; the app records a

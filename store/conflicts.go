@@ -68,6 +68,47 @@ func (db *DB) Conflicts(ctx context.Context, model string, fn func(Conflict) err
 	return rows.Err()
 }
 
+// Replaced is a version or an app change this device held that was
+// replaced without taking part in a merge, as morango_conflictlog keeps
+// it: the head of a record that had not reached the app when the app
+// changed the row, or an app change that could not become a version
+// (outside what this device may write, say; Version.Instance is "" and
+// Counter 0) when the record's data replaced it. Kept on this device only.
+type Replaced struct {
+	Seq      int64         `json:"seq"`
+	Model    string        `json:"model"`
+	ID       string        `json:"id"`
+	Version  merge.Version `json:"version"`
+	LoggedAt string        `json:"logged_at"`
+}
+
+// Replaced calls fn for each replaced version or change this device kept
+// (of model, or every model if model is ""), oldest first. It reads only.
+func (db *DB) Replaced(ctx context.Context, model string, fn func(Replaced) error) error {
+	q := `SELECT seq, model_name, record_id, instance_id, counter, serialized, deleted, logged_at FROM morango_conflictlog`
+	var args []any
+	if model != "" {
+		q += ` WHERE model_name = ?`
+		args = append(args, model)
+	}
+	rows, err := db.r.QueryContext(ctx, q+` ORDER BY seq`, args...)
+	if err != nil {
+		return fmt.Errorf("read replaced changes: %w", err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var r Replaced
+		if err := rows.Scan(&r.Seq, &r.Model, &r.ID, &r.Version.Instance, &r.Version.Counter, &r.Version.Serialized,
+			&r.Version.Deleted, &r.LoggedAt); err != nil {
+			return fmt.Errorf("read replaced changes: %w", err)
+		}
+		if err := fn(r); err != nil {
+			return err
+		}
+	}
+	return rows.Err()
+}
+
 // ErrNoConflict is returned by Resolve for a record that holds no
 // conflicting versions (any more).
 var ErrNoConflict = errors.New("the record has no conflicting versions")

@@ -226,7 +226,7 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 	}
 	if deleted {
 		// A row the app refuses to delete stays, and its record waits.
-		if err := d.remove(ctx, table, `SELECT t.rid FROM `+todo+` WHERE s.deleted`); err != nil {
+		if err := d.remove(ctx, table, syncedColumns(t, m), `SELECT t.rid FROM `+todo+` WHERE s.deleted`); err != nil {
 			return err
 		}
 		n, err := d.done(ctx, `SELECT t.rid FROM `+todo+` WHERE s.deleted AND t.rid NOT IN (SELECT rid FROM temp.morango_kept)`)
@@ -370,7 +370,7 @@ func (d *deserializer) fkDeleted(ctx context.Context, m *profile.Model) error {
 		}
 		// A row the app refuses to delete stays in the app: its record is
 		// neither deleted nor out of the app, and waits.
-		if err := d.remove(ctx, quote(m.Table), `SELECT rid FROM temp.morango_fkdeleted`); err != nil {
+		if err := d.remove(ctx, quote(m.Table), syncedColumns(d.db.schema[m.Table], m), `SELECT rid FROM temp.morango_fkdeleted`); err != nil {
 			return err
 		}
 		err = d.exec(ctx,
@@ -427,8 +427,11 @@ func partitionIn(f certs.Filter, col string) string {
 // records are listed in temp.morango_kept with the reason, and wait. So do
 // rows a trigger's RAISE(IGNORE) kept without an error. An error that is
 // not the app's refusal (a full disk) ends the deserialization.
-func (d *deserializer) remove(ctx context.Context, table, rids string) error {
+func (d *deserializer) remove(ctx context.Context, table string, cols []string, rids string) error {
 	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_remove`); err != nil {
+		return err
+	}
+	if err := d.logReplaced(ctx, table, cols, `SELECT rid FROM (`+rids+`)`); err != nil {
 		return err
 	}
 	_, err := d.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM (%s) r CROSS JOIN morango_store s ON s.rowid = r.rid)`,
@@ -967,6 +970,11 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 	if err := d.tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM `+table+`)`).Scan(&empty); err != nil {
 		return 0, err
 	}
+	if !empty {
+		if err := d.logReplaced(ctx, table, cols, rids); err != nil {
+			return 0, err
+		}
+	}
 	var sets []string
 	for _, c := range cols {
 		if c == "id" {
@@ -996,6 +1004,24 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 	}
 	m, err := r.RowsAffected()
 	return n + m, err
+}
+
+// logReplaced keeps in morango_conflictlog the app's changes of the rows
+// of the records rids that wait because they could not become versions
+// (morango_dirty with an error: outside what this device may write, say),
+// before the records' data replaces them: they never reach another device,
+// and would otherwise vanish. The app's row as it is (or a deletion, if it
+// is gone) is logged with no version (instance "", counter 0). The rows
+// are few: only done when some change waits (deserializer.waiting).
+func (d *deserializer) logReplaced(ctx context.Context, table string, cols []string, rids string) error {
+	if !d.waiting || len(cols) == 0 {
+		return nil
+	}
+	return d.exec(ctx, fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
+		SELECT s.id, s.model_name, '', 0, CASE WHEN a.id IS NULL THEN '' ELSE %s END, a.id IS NULL, %s
+		FROM morango_store s JOIN morango_dirty w ON w.model = s.model_name AND w.id = s.id AND w.error <> ''
+			LEFT JOIN %s a ON a.id = s.id
+		WHERE s.rowid IN (%s)`, jsonObjectSQL("a", cols), literal(now()), table, rids))
 }
 
 // recordValue is the value of column c in the record of the store row

@@ -71,6 +71,7 @@ Example:
    morango conflicts --db school.sqlite3 --model facilityuser`,
 		Flags: []cli.Flag{dbFlag, jsonFlag,
 			&cli.StringFlag{Name: "model", Usage: "only this `MODEL`"},
+			&cli.BoolFlag{Name: "replaced", Usage: "list instead what this device replaced without a merge, kept here only"},
 		},
 		Action: func(c *cli.Context) error {
 			db, err := openDB(c)
@@ -78,6 +79,9 @@ Example:
 				return err
 			}
 			defer db.Close()
+			if c.Bool("replaced") {
+				return printReplaced(c, db)
+			}
 			type view struct {
 				Model     string        `json:"model"`
 				ID        string        `json:"id"`
@@ -116,9 +120,56 @@ Example:
 				return printJSON(out(c), list)
 			}
 			printf(c, "%s with conflicting versions\n", count(n, "record"))
+			replaced := 0
+			if err := db.Replaced(c.Context, c.String("model"), func(store.Replaced) error { replaced++; return nil }); err != nil {
+				return err
+			}
+			if replaced > 0 {
+				printf(c, "%s replaced on this device without a merge, kept here: morango conflicts --replaced --db %s\n",
+					count(replaced, "version or change"), db.Path())
+			}
 			return nil
 		},
 	}
+}
+
+// printReplaced lists the versions and app changes this device replaced
+// without a merge (store.Replaced).
+func printReplaced(c *cli.Context, db *store.DB) error {
+	type view struct {
+		store.Replaced
+		Data json.RawMessage `json:"data"`
+	}
+	list := []view{}
+	n := 0
+	err := db.Replaced(c.Context, c.String("model"), func(r store.Replaced) error {
+		n++
+		v := view{Replaced: r, Data: json.RawMessage(r.Version.Serialized)}
+		if !json.Valid(v.Data) {
+			v.Data, _ = json.Marshal(r.Version.Serialized)
+		}
+		if c.Bool("json") {
+			list = append(list, v)
+			return nil
+		}
+		what := "version " + store.VersionName(r.Version) + " from " + ids.Proquint(r.Version.Instance)
+		if r.Version.Instance == "" {
+			what = "a change of the app that could not be synced"
+		}
+		if r.Version.Deleted {
+			what += " (deleted)"
+		}
+		printf(c, "%s %s, replaced %s: %s\n        %s\n", r.Model, r.ID, r.LoggedAt, what, v.Data)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if c.Bool("json") {
+		return printJSON(out(c), list)
+	}
+	printf(c, "%s replaced on this device without a merge (kept here only; an app may write one back)\n", count(n, "version or change"))
+	return nil
 }
 
 func printVersion(c *cli.Context, label string, v versionView) {

@@ -144,3 +144,41 @@ func TestBundleOfForgottenWriterRemovedOnceApplied(t *testing.T) {
 		t.Fatalf("bundles left on the stick: %v %v", files, err)
 	}
 }
+
+// A change of the app that cannot be synced (here an edit that moves a
+// note into a facility this device may not write) is replaced when another
+// device's version of the row arrives; it is kept on the device, and
+// morango conflicts says so and lists it.
+func TestReplacedChangeIsKeptAndListed(t *testing.T) {
+	f := setup(t)
+	seed(f.fac, f.root, 1, 1)
+	stick := filepath.Join(f.dir, "stick")
+	if err := os.Mkdir(stick, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		ok(t, "exchange", "--db", f.fac.path, stick)
+		ok(t, "exchange", "--db", f.city.path, stick)
+	}
+	var note string
+	if err := f.city.db.QueryRow(`SELECT id FROM adminnote LIMIT 1`).Scan(&note); err != nil {
+		t.Fatal(err)
+	}
+	f.city.exec(`UPDATE adminnote SET dataset_id = 'ffffffffffffffffffffffffffffffff', body = 'moved away' WHERE id = ?`, note)
+	ok(t, "exchange", "--db", f.city.path, stick)
+	f.fac.exec(`UPDATE adminnote SET body = 'from the school' WHERE id = ?`, note)
+	ok(t, "exchange", "--db", f.fac.path, stick)
+	ok(t, "exchange", "--db", f.city.path, stick)
+	if n := f.city.count(`SELECT count(*) FROM adminnote WHERE id = ? AND body = 'from the school'`, note); n != 1 {
+		t.Fatalf("the school's version did not replace the change that could not be synced")
+	}
+	r := ok(t, "conflicts", "--db", f.city.path)
+	if !strings.Contains(r.stdout, "1 version or change replaced on this device") {
+		t.Errorf("conflicts does not mention the replaced change:\n%s", r)
+	}
+	r = ok(t, "conflicts", "--db", f.city.path, "--replaced")
+	if !strings.Contains(r.stdout, "adminnote "+note) || !strings.Contains(r.stdout, "a change of the app that could not be synced") ||
+		!strings.Contains(r.stdout, "moved away") {
+		t.Errorf("conflicts --replaced does not list the replaced change:\n%s", r)
+	}
+}
