@@ -21,13 +21,7 @@ import (
 // devices never converged). A device that does not hold the move yet
 // refuses the record until it has it from a device that may write it.
 func TestRelayedVersionOutsideSignerScopeMergedWhereKnown(t *testing.T) {
-	dir := t.TempDir()
-	fac := newDevice(t, "facility")
-	fac.root()
-	f := seedFacility(fac)
-	home := newDevice(t, "home")
-	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
-	fac.sendTo(home, dir, true)
+	fac, home, f, dir := learnerTablet(t)
 	home.sendTo(fac, dir, true)
 
 	// Concurrent: the tablet records progress, Facility moves the log.

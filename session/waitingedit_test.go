@@ -19,13 +19,7 @@ import (
 // end with the same record (Facility takes its own move back from the
 // tablet beside the learner's edit: TestRelayedVersionOutsideSignerScopeMergedWhereKnown).
 func TestEditOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
-	dir := t.TempDir()
-	fac := newDevice(t, "facility")
-	fac.root()
-	f := seedFacility(fac)
-	home := newDevice(t, "home")
-	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
-	fac.sendTo(home, dir, true)
+	fac, home, f, dir := learnerTablet(t)
 	home.sendTo(fac, dir, true)
 
 	fac.exec(`UPDATE contentlog SET user_id = ? WHERE id = ?`, f.other, f.learnerLog)
@@ -58,13 +52,7 @@ func TestEditOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
 // device: Facility and the tablet end with the same record, holding
 // Facility's edit and the learner's, and Facility lists the conflict.
 func TestEditOfRowWaitingForIncomingVersionConverges(t *testing.T) {
-	dir := t.TempDir()
-	fac := newDevice(t, "facility")
-	fac.root()
-	f := seedFacility(fac)
-	home := newDevice(t, "home")
-	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
-	fac.sendTo(home, dir, true)
+	fac, home, f, dir := learnerTablet(t)
 	home.sendTo(fac, dir, true)
 
 	home.exec(`CREATE TRIGGER busy BEFORE UPDATE ON contentlog WHEN EXISTS (SELECT 1 FROM morango_applying)
@@ -103,13 +91,7 @@ func TestEditOfRowWaitingForIncomingVersionConverges(t *testing.T) {
 			t.Errorf("%s's app does not show the head %s", d.name, fr.Serialized)
 		}
 	}
-	var conflicts []store.Conflict
-	if err := fac.db.Conflicts(t.Context(), "contentlog", func(c store.Conflict) error {
-		conflicts = append(conflicts, c)
-		return nil
-	}); err != nil {
-		t.Fatal(err)
-	}
+	conflicts := conflictsIn(t, fac, "contentlog")
 	if len(conflicts) != 1 || conflicts[0].ID != f.learnerLog || len(conflicts[0].Lost) != 1 {
 		t.Fatalf("facility lists conflicts %+v, want the log's", conflicts)
 	}
@@ -120,13 +102,7 @@ func TestEditOfRowWaitingForIncomingVersionConverges(t *testing.T) {
 // above live), but Facility's edit, which the tablet never showed, stays a
 // conflict on every device instead of vanishing.
 func TestDeleteOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
-	dir := t.TempDir()
-	fac := newDevice(t, "facility")
-	fac.root()
-	f := seedFacility(fac)
-	home := newDevice(t, "home")
-	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
-	fac.sendTo(home, dir, true)
+	fac, home, f, dir := learnerTablet(t)
 	home.sendTo(fac, dir, true)
 
 	home.exec(`CREATE TRIGGER busy BEFORE UPDATE ON contentlog WHEN EXISTS (SELECT 1 FROM morango_applying)
@@ -154,14 +130,21 @@ func TestDeleteOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
 			t.Errorf("%s's app still shows the deleted log", d.name)
 		}
 	}
+	conflicts := conflictsIn(t, fac, "contentlog")
+	if len(conflicts) != 1 || conflicts[0].ID != f.learnerLog {
+		t.Fatalf("facility lists conflicts %+v, want the log's", conflicts)
+	}
+}
+
+// conflictsIn lists the conflicts of model on d.
+func conflictsIn(t *testing.T, d *device, model string) []store.Conflict {
+	t.Helper()
 	var conflicts []store.Conflict
-	if err := fac.db.Conflicts(t.Context(), "contentlog", func(c store.Conflict) error {
+	if err := d.db.Conflicts(t.Context(), model, func(c store.Conflict) error {
 		conflicts = append(conflicts, c)
 		return nil
 	}); err != nil {
 		t.Fatal(err)
 	}
-	if len(conflicts) != 1 || conflicts[0].ID != f.learnerLog {
-		t.Fatalf("facility lists conflicts %+v, want the log's", conflicts)
-	}
+	return conflicts
 }

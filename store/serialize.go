@@ -732,15 +732,12 @@ func (s *serializer) waiting(ctx context.Context, m *profile.Model) (map[string]
 		if err := scanRecord(scanWith{rows, []any{&edited}}, &r); err != nil {
 			return nil, err
 		}
-		prev, err := stateOf(&r)
+		edit := merge.Version{Instance: s.me, Counter: s.c, Serialized: edited}
+		st, err := besideWaiting(&r, edit, rule)
 		if err != nil {
-			return nil, fmt.Errorf("record %s: %w", r.ID, err)
+			return nil, err
 		}
-		st := merge.EditBeside(&prev, merge.Version{Instance: s.me, Counter: s.c, Serialized: edited}, prev.Head, rule)
-		if err := st.Validate(); err != nil {
-			return nil, fmt.Errorf("record %s: edit beside its waiting version: %w", r.ID, err)
-		}
-		out[r.ID] = waitingEdit{siblings: merge.EncodeSiblings(st.Siblings), kept: st.Head == prev.Head}
+		out[r.ID] = waitingEdit{siblings: merge.EncodeSiblings(st.Siblings), kept: st.Head != edit}
 	}
 	if err := rows.Err(); err != nil {
 		return nil, err
@@ -775,14 +772,10 @@ func (s *serializer) deletedWaiting(ctx context.Context, m *profile.Model, prese
 		if err := scanRecord(rows, &r); err != nil {
 			return nil, err
 		}
-		prev, err := stateOf(&r)
-		if err != nil {
-			return nil, fmt.Errorf("record %s: %w", r.ID, err)
-		}
 		del := merge.Version{Instance: s.me, Counter: s.c, Deleted: true, Serialized: r.Serialized}
-		st := merge.EditBeside(&prev, del, prev.Head, rule)
-		if err := st.Validate(); err != nil {
-			return nil, fmt.Errorf("record %s: deletion beside its waiting version: %w", r.ID, err)
+		st, err := besideWaiting(&r, del, rule)
+		if err != nil {
+			return nil, err
 		}
 		if st.Head != del {
 			return nil, fmt.Errorf("record %s: its waiting version ranks above its deletion", r.ID)
@@ -790,6 +783,21 @@ func (s *serializer) deletedWaiting(ctx context.Context, m *profile.Model, prese
 		out[r.ID] = merge.EncodeSiblings(st.Siblings)
 	}
 	return out, rows.Err()
+}
+
+// besideWaiting returns the state of record r after this device's new
+// version v, made while r's head waited to reach the app: that head stays
+// beside v (merge.EditBeside).
+func besideWaiting(r *Record, v merge.Version, rule merge.Rule) (merge.State, error) {
+	prev, err := stateOf(r)
+	if err != nil {
+		return merge.State{}, fmt.Errorf("record %s: %w", r.ID, err)
+	}
+	st := merge.EditBeside(&prev, v, prev.Head, rule)
+	if err := st.Validate(); err != nil {
+		return merge.State{}, fmt.Errorf("record %s: new version beside its waiting version: %w", r.ID, err)
+	}
+	return st, nil
 }
 
 // scanWith scans a row of a record's columns followed by more columns,

@@ -7,11 +7,11 @@ import (
 	"testing"
 )
 
-// A row the app wrote that can never become a version (here one in a
-// facility this device may not write) is on no other device; exchange,
-// the one command a visit runs, says so at every visit, and where to see
-// why, instead of leaving it to morango status.
-func TestExchangeSaysWhatCannotBeSent(t *testing.T) {
+// exchanged is the facility and city of setup, with seed's rows, after
+// two rounds of visits (the facility's with args) to the folder it
+// returns.
+func exchanged(t *testing.T, args ...string) (*facility, string) {
+	t.Helper()
 	f := setup(t)
 	seed(f.fac, f.root, 1, 1)
 	stick := filepath.Join(f.dir, "stick")
@@ -19,9 +19,18 @@ func TestExchangeSaysWhatCannotBeSent(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 2 {
-		ok(t, "exchange", "--db", f.fac.path, "--cert", f.root, stick)
-		ok(t, "exchange", "--db", f.city.path, "--cert", f.cityCert, stick)
+		ok(t, append(append([]string{"exchange", "--db", f.fac.path}, args...), stick)...)
+		ok(t, "exchange", "--db", f.city.path, stick)
 	}
+	return f, stick
+}
+
+// A row the app wrote that can never become a version (here one in a
+// facility this device may not write) is on no other device; exchange,
+// the one command a visit runs, says so at every visit, and where to see
+// why, instead of leaving it to morango status.
+func TestExchangeSaysWhatCannotBeSent(t *testing.T) {
+	f, stick := exchanged(t)
 	f.city.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', 'ffffffffffffffffffffffffffffffff', 'wrong facility')`)
 	for visit := range 2 {
 		r := ok(t, "exchange", "--db", f.city.path, "--cert", f.cityCert, stick)
@@ -45,16 +54,7 @@ func TestExchangeSaysWhatCannotBeSent(t *testing.T) {
 // is "morango exchange --db FILE DIR". One that holds several is told
 // which there are.
 func TestCertNeededOnlyWhenSeveral(t *testing.T) {
-	f := setup(t)
-	seed(f.fac, f.root, 1, 1)
-	stick := filepath.Join(f.dir, "stick")
-	if err := os.Mkdir(stick, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		ok(t, "exchange", "--db", f.fac.path, stick)
-		ok(t, "exchange", "--db", f.city.path, stick)
-	}
+	f, stick := exchanged(t)
 	if n := f.city.count(`SELECT count(*) FROM contentlog`); n != 1 {
 		t.Fatalf("city holds %d logs, want 1", n)
 	}
@@ -85,16 +85,7 @@ func TestCertNeededOnlyWhenSeveral(t *testing.T) {
 // exchange cannot tell which it is and says so, with the command that
 // stops the bundles if the old one is gone.
 func TestExchangeNotesEarlierIdentity(t *testing.T) {
-	f := setup(t)
-	seed(f.fac, f.root, 1, 1)
-	stick := filepath.Join(f.dir, "stick")
-	if err := os.Mkdir(stick, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		ok(t, "exchange", "--db", f.fac.path, stick)
-		ok(t, "exchange", "--db", f.city.path, stick)
-	}
+	f, stick := exchanged(t)
 	var oldID string
 	if err := f.city.db.QueryRow(`SELECT id FROM morango_instanceid WHERE current = 1`).Scan(&oldID); err != nil {
 		t.Fatal(err)
@@ -117,16 +108,7 @@ func TestExchangeNotesEarlierIdentity(t *testing.T) {
 // folder (forgotten here) is removed once applied: its writer, which
 // removes the bundles its peers hold, will not.
 func TestBundleOfForgottenWriterRemovedOnceApplied(t *testing.T) {
-	f := setup(t)
-	seed(f.fac, f.root, 1, 1)
-	stick := filepath.Join(f.dir, "stick")
-	if err := os.Mkdir(stick, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		ok(t, "exchange", "--db", f.fac.path, "--name", "school", stick)
-		ok(t, "exchange", "--db", f.city.path, stick)
-	}
+	f, stick := exchanged(t, "--name", "school")
 	f.fac.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', ?, 'last words')`, f.root)
 	if r := ok(t, "exchange", "--db", f.fac.path, stick); !strings.Contains(r.stdout, "exported") {
 		t.Fatalf("the school's last bundle: %s", r)
@@ -150,16 +132,7 @@ func TestBundleOfForgottenWriterRemovedOnceApplied(t *testing.T) {
 // device's version of the row arrives; it is kept on the device, and
 // morango conflicts says so and lists it.
 func TestReplacedChangeIsKeptAndListed(t *testing.T) {
-	f := setup(t)
-	seed(f.fac, f.root, 1, 1)
-	stick := filepath.Join(f.dir, "stick")
-	if err := os.Mkdir(stick, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	for range 2 {
-		ok(t, "exchange", "--db", f.fac.path, stick)
-		ok(t, "exchange", "--db", f.city.path, stick)
-	}
+	f, stick := exchanged(t)
 	var note string
 	if err := f.city.db.QueryRow(`SELECT id FROM adminnote LIMIT 1`).Scan(&note); err != nil {
 		t.Fatal(err)
