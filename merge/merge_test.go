@@ -641,3 +641,22 @@ func TestTooLargeSiblings(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// EditBeside is Edit when keeping the waiting version would make the
+// record larger than a store row may hold; Holds tells which it did.
+func TestEditBesideTooLarge(t *testing.T) {
+	big := `{"id":"r","body":"` + strings.Repeat(`\"`, maxSiblingsText/4+1) + `"}`
+	prev := state(ver("a", 3, big), nil, hist("a", 3, "o", 1))
+	e := ver("c", 4, `{"id":"r","body":"mine"}`)
+	got := EditBeside(&prev, e, prev.Head, nil)
+	if want := Edit(&prev, e); !got.equal(want) {
+		t.Fatalf("EditBeside = %+v, want Edit's %+v", got, want)
+	}
+	if got.Holds(prev.Head) || !got.Holds(e) {
+		t.Errorf("Holds: waiting %v, edit %v", got.Holds(prev.Head), got.Holds(e))
+	}
+	small := state(ver("a", 3, `{"id":"r"}`), nil, hist("a", 3, "o", 1))
+	if st := EditBeside(&small, e, small.Head, nil); !st.Holds(small.Head) || !st.Holds(e) {
+		t.Errorf("a small waiting version is not kept beside the edit: %+v", st)
+	}
+}

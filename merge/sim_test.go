@@ -105,6 +105,23 @@ func (s *sim) step() {
 	case op == 4 && r.st != nil && !r.st.Head.Deleted:
 		r.counter++
 		s.edit(r, Version{Instance: r.inst, Counter: r.counter, Serialized: r.st.Head.Serialized, Deleted: true}, "deletes")
+	case op == 6 && r.st != nil && !r.st.Head.HardDeleted && s.rng.IntN(2) == 0:
+		// rev4: an edit or deletion of a replica whose head waits to reach
+		// its app (EditBeside keeps that head).
+		r.counter++
+		v := Version{Instance: r.inst, Counter: r.counter,
+			Serialized: fmt.Sprintf(`{"id":"r","note":"%s:%d"%s}`, r.inst, r.counter, s.scoreText())}
+		if s.rng.IntN(3) == 0 {
+			v = Version{Instance: r.inst, Counter: r.counter, Serialized: r.st.Head.Serialized, Deleted: true}
+		}
+		next := EditBeside(r.st, v, r.st.Head, s.rule)
+		d := v.dot()
+		s.content[d] = v
+		s.context[d] = maps.Clone(next.History)
+		s.trace = append(s.trace, fmt.Sprintf("%s edits beside its head → %v", r.inst, next))
+		s.check(r.st, next)
+		r.st = &next
+		s.pool = append(s.pool, next)
 	case op == 5 && r.st != nil && !r.st.Head.HardDeleted:
 		r.counter++
 		s.edit(r, Version{Instance: r.inst, Counter: r.counter, Serialized: "{}", Deleted: true, HardDeleted: true}, "hard-deletes")

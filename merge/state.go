@@ -186,8 +186,10 @@ func Edit(prev *State, v Version) State {
 // history is prev.History with v's dot, as after Edit.
 //
 // It is Edit when prev is nil or does not hold keep, when keep has v's dot
-// or is hard-deleted (Edit keeps it as a tombstone), and when v is a hard
-// deletion, which supersedes everything.
+// or is hard-deleted (Edit keeps it as a tombstone), when v is a hard
+// deletion, which supersedes everything, and when keeping keep would make
+// the record larger than a store row may hold (too many versions, or too
+// much text): the caller can tell by Holds.
 func EditBeside(prev *State, v Version, keep Version, rule Rule) State {
 	st := Edit(prev, v)
 	if prev == nil || v.HardDeleted || keep.HardDeleted || keep.dot() == v.dot() {
@@ -195,10 +197,24 @@ func EditBeside(prev *State, v Version, keep Version, rule Rule) State {
 	}
 	for _, w := range prev.versions() {
 		if w.dot() == keep.dot() {
-			return arrange(append(st.versions(), w), st.History, rule)
+			if beside := arrange(append(st.versions(), w), st.History, rule); checkSize(beside) == nil {
+				return beside
+			}
+			return st
 		}
 	}
 	return st
+}
+
+// Holds reports whether s holds version v (the same dot and content), as
+// its head or a sibling.
+func (s State) Holds(v Version) bool {
+	for _, w := range s.versions() {
+		if w.dot() == v.dot() && w.sameContent(v) {
+			return true
+		}
+	}
+	return false
 }
 
 // Conflicts returns the siblings a user may review: those that carry data.

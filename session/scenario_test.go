@@ -327,6 +327,10 @@ type scSim struct {
 	// faults injects failures into exports and imports; final is set for
 	// the last rounds, where a failed transfer is always tried again.
 	faults, final bool
+	// waits has the app refuse the engine's updates during some imports
+	// and then edit or delete rows whose versions wait (random scenarios
+	// only; the targeted tests built by newTestSim write what they say).
+	waits bool
 }
 
 func (s *scSim) logf(format string, args ...any) {
@@ -454,7 +458,7 @@ func scRun(t *testing.T, seed uint64, templates []string, totals *scCounts, faul
 		root:    scFixture.root.ID,
 		applied: map[string]map[int]bool{}, newest: map[[2]int]int{}, created: map[string]string{},
 		hardDel: map[string]bool{}, recreated: map[string]bool{}, stats: map[string]int{},
-		faults: faults,
+		faults: faults, waits: true,
 	}
 	n := 4
 	if s.rng.IntN(4) == 0 {
@@ -914,6 +918,13 @@ func (s *scSim) resolve(d *scDevice) {
 		s.stats["resolve-settled-by-edit"]++
 		return
 	}
+	if err != nil && edited && strings.Contains(err.Error(), "has no single version") {
+		// An app edit of a row whose head waited superseded the chosen
+		// version but keeps a conflict (EditBeside).
+		s.observe(d)
+		s.stats["resolve-superseded-by-edit"]++
+		return
+	}
 	s.check(err, "device %d: resolve %s %s keeping %s", d.idx, c.Model, c.ID, keep)
 	s.observe(d)
 	s.stats["resolve"]++
@@ -1079,10 +1090,26 @@ func (s *scSim) importBundle(bf *scBundle, d *scDevice) {
 		return
 	}
 	s.logf("dev%d: import %s (from dev%d%s)", d.idx, filepath.Base(bf.path), bf.from, map[bool]string{true: ", after a newer one"}[late])
+	// Sometimes the app refuses the engine's updates during the import (a
+	// row open in the app): incoming versions of rows the app holds wait,
+	// and the app then edits or deletes some of those rows.
+	busy := s.waits && !s.final && os.Getenv("MORANGO_SC_WAITING") != "0" && s.rng.IntN(2) == 0
+	if busy {
+		for _, tb := range scTables {
+			s.exec(d, fmt.Sprintf(`CREATE TRIGGER busy_%[1]s BEFORE UPDATE ON %[1]s WHEN EXISTS (SELECT 1 FROM morango_applying)
+				BEGIN SELECT RAISE(ABORT, 'the row is open'); END`, tb.name))
+		}
+	}
 	res, err := session.Import(s.ctx, d.db, &session.DiskConnection{Bundle: bf.path}, session.ImportOptions{})
 	s.check(err, "device %d: import %s", d.idx, bf.path)
 	s.observe(d)
 	s.imported(bf, d, res)
+	if busy {
+		s.waitingEdits(d)
+		for _, tb := range scTables {
+			s.exec(d, `DROP TRIGGER busy_`+tb.name)
+		}
+	}
 	if outcome == scResume && !res.Resumed {
 		s.fail("device %d: the import of %s after a cancelled one did not resume its transfer session", d.idx, bf.path)
 	}
@@ -1607,4 +1634,43 @@ func TestCascadeThroughEngineDeletion(t *testing.T) {
 	}
 	s.converge()
 	s.assertConverged()
+}
+
+// waitingEdits edits or deletes, in d's app, some rows whose store record
+// waits to reach the app (dirty, not deleted): the app still shows the
+// version before the incoming one.
+func (s *scSim) waitingEdits(d *scDevice) {
+	rows, err := d.app.Query(`SELECT id, model_name FROM morango_store WHERE dirty_bit AND NOT deleted ORDER BY ` + scStoreOrder)
+	s.check(err, "waiting records")
+	type rec struct{ id, model string }
+	var recs []rec
+	for rows.Next() {
+		var r rec
+		s.check(rows.Scan(&r.id, &r.model), "scan")
+		recs = append(recs, r)
+	}
+	rows.Close()
+	for _, r := range recs {
+		ti := -1
+		for i, tb := range scTables {
+			if tb.name == r.model {
+				ti = i
+			}
+		}
+		var n int
+		if ti >= 0 {
+			s.check(d.app.QueryRow(`SELECT count(*) FROM `+r.model+` WHERE id = ?`, r.id).Scan(&n), "count")
+		}
+		if n == 0 {
+			continue
+		}
+		switch s.rng.IntN(4) {
+		case 0, 1:
+			s.stats["waiting-edit"]++
+			s.update(d, ti, r.id)
+		case 2:
+			s.stats["waiting-delete"]++
+			s.appDelete(d, r.model, r.id)
+		}
+	}
 }

@@ -301,8 +301,15 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 	if d.left == 0 {
 		return nil
 	}
+	// What the app shows of them is noted (morango_shown), unless the app
+	// changed the row since the last serialization: that change is not
+	// what the engine last showed.
 	return d.exec(ctx, fmt.Sprintf(`UPDATE morango_store AS s SET dirty_bit = 1, deserialization_error = %s
-		WHERE s.rowid IN (SELECT rid FROM temp.morango_todo)`, reason))
+		WHERE s.rowid IN (SELECT rid FROM temp.morango_todo)`, reason),
+		fmt.Sprintf(`INSERT INTO morango_shown (id, serialized)
+			SELECT s.id, (SELECT %s FROM %s a WHERE a.id = s.id) FROM %s
+			WHERE NOT EXISTS (SELECT 1 FROM morango_dirty w WHERE w.model = %s AND w.id = s.id)
+			ON CONFLICT DO NOTHING`, jsonObjectSQL("a", cols), table, todo, model))
 }
 
 // fkDeleted deletes the records of m to deserialize whose foreign-key
@@ -744,13 +751,12 @@ func (d *deserializer) breakCycle(ctx context.Context, t *tableInfo, cols []stri
 //
 // The records taken are those whose row is not in the app yet, whose
 // foreign keys but the self-reference find their targets, and whose
-// parent is not in the app but is another record taken: repeatedly, a
-// record whose parent is not among those left is let go, and so is every
-// record below it (one recursive statement). What is left are the cycles
-// and the records hanging off them. They are written together by one
-// statement: SQLite checks a foreign key the app declares (an immediate
-// one) at the end of the statement, when every row of the cycle is in.
-// A record whose parent is truly missing still waits. Records whose rows
+// parent is not in the app. Those on a cycle of parents among them
+// (parentCycles) are written together by one statement: SQLite checks a
+// foreign key the app declares (an immediate one) at the end of the
+// statement, when every row of the cycle is in. The waves that follow
+// write the records hanging off the cycle, parents first. A record whose
+// parent is truly missing still waits. Records whose rows
 // the app holds are left to the waves that follow (the upsert updates
 // rows before inserting others, and an update naming a parent the insert
 // brings would be refused). A batch the app refuses is written as write
@@ -780,24 +786,85 @@ func (d *deserializer) writeParentCycles(ctx context.Context, m *profile.Model, 
 	if err != nil || n == 0 {
 		return 0, err
 	}
-	var left int64
-	err = d.exec(ctx, `WITH RECURSIVE loose (id) AS (
-			SELECT c.id FROM temp.morango_parent_cycle c WHERE c.parent NOT IN (SELECT id FROM temp.morango_parent_cycle)
-			UNION SELECT c.id FROM loose l CROSS JOIN temp.morango_parent_cycle c ON c.parent = l.id)
-		DELETE FROM temp.morango_parent_cycle WHERE id IN (SELECT id FROM loose)`)
-	if err == nil {
-		err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_parent_cycle`).Scan(&left)
-	}
-	if err != nil || left == 0 {
+	cycles, err := d.parentCycles(ctx)
+	if err != nil || len(cycles) == 0 {
 		return 0, err
 	}
-	d.db.log.Debug("writing rows whose parents wait for each other", "table", m.Table, "rows", left)
-	err = d.exec(ctx, `DELETE FROM temp.morango_ready_rows`, `INSERT INTO temp.morango_ready_rows (rid) SELECT rid FROM temp.morango_parent_cycle`,
-		`DELETE FROM temp.morango_parent_cycle`)
+	d.db.log.Debug("writing rows whose parents wait for each other", "table", m.Table, "rows", len(cycles))
+	err = d.exec(ctx, `DELETE FROM temp.morango_parent_cycle`, `DELETE FROM temp.morango_ready_rows`,
+		`INSERT INTO temp.morango_ready_rows (rid) SELECT value FROM json_each(`+literal(jsonInts(cycles))+`)`)
 	if err != nil {
 		return 0, err
 	}
 	return d.write(ctx, t, cols)
+}
+
+// parentCycles returns the rowids of the records of
+// temp.morango_parent_cycle that lie on a cycle of parents (each names
+// the next as its parent, the last the first; a record its own parent is
+// one). The records hanging off a cycle are left to the waves, which
+// write them parents first once the cycle is in: written in the cycle's
+// statement, each would hold a declared foreign key open until the
+// statement's end, and SQLite checks every row inserted meanwhile against
+// the whole table. One pass over the records, in Go.
+func (d *deserializer) parentCycles(ctx context.Context) ([]int64, error) {
+	rows, err := d.tx.QueryContext(ctx, `SELECT rid, id, parent FROM temp.morango_parent_cycle`)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	type node struct {
+		rid    int64
+		parent string
+	}
+	nodes := map[string]*node{}
+	for rows.Next() {
+		var n node
+		var id string
+		if err := rows.Scan(&n.rid, &id, &n.parent); err != nil {
+			return nil, err
+		}
+		nodes[id] = &n
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	// Walk up from each record not yet seen; a walk that meets a record
+	// of its own path has found a cycle.
+	const (
+		unseen = iota
+		onPath
+		done
+	)
+	state := make(map[string]int, len(nodes))
+	var cycles []int64
+	for start := range nodes {
+		var path []string
+		id := start
+		for {
+			n, ok := nodes[id]
+			if !ok || state[id] == done {
+				break
+			}
+			if state[id] == onPath {
+				for i := len(path) - 1; i >= 0; i-- {
+					cycles = append(cycles, nodes[path[i]].rid)
+					if path[i] == id {
+						break
+					}
+				}
+				break
+			}
+			state[id] = onPath
+			path = append(path, id)
+			id = n.parent
+		}
+		for _, p := range path {
+			state[p] = done
+		}
+	}
+	slices.Sort(cycles)
+	return cycles, nil
 }
 
 // uniqueIndex is a unique index of an app table other than its primary

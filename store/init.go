@@ -127,7 +127,9 @@ func checkColumnTypes(t *tableInfo, m *profile.Model) error {
 }
 
 func dropTriggers(ctx context.Context, tx *sql.Tx) error {
-	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'morango\_%' ESCAPE '\'`)
+	// Those on the app's tables; the sync tables' own (schema.go) stay.
+	rows, err := tx.QueryContext(ctx, `SELECT name FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'morango\_%' ESCAPE '\'
+		AND tbl_name NOT LIKE 'morango\_%' ESCAPE '\'`)
 	if err != nil {
 		return fmt.Errorf("list triggers: %w", err)
 	}

@@ -245,9 +245,21 @@ UPDATE morango_store SET _self_ref_fk = '' WHERE hard_deleted AND _self_ref_fk <
 	`
 CREATE TABLE morango_setting (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID;
 `,
+
+	// 6: what the app showed of a record whose head waits to reach it (the
+	// row's synced columns as JSON, NULL for no row), so that serializing
+	// a touch of the row that changes none of them makes no version. A row
+	// goes when the record's head reaches the app (its dirty bit clears).
+	`
+CREATE TABLE morango_shown (id TEXT PRIMARY KEY, serialized TEXT) WITHOUT ROWID;
+CREATE TRIGGER morango_shown_written AFTER UPDATE OF dirty_bit ON morango_store
+	WHEN OLD.dirty_bit AND NOT NEW.dirty_bit BEGIN DELETE FROM morango_shown WHERE id = OLD.id; END;
+CREATE TRIGGER morango_shown_gone AFTER DELETE ON morango_store
+	WHEN OLD.dirty_bit BEGIN DELETE FROM morango_shown WHERE id = OLD.id; END;
+`,
 }
 
-const currentSchemaVersion = 5
+const currentSchemaVersion = 6
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)

@@ -576,8 +576,10 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 				SELECT s.id, %s AS new, %s AS self_ref, s.serialized AS old, s.deleted, s.last_saved_counter AS lsc
 				FROM %s t JOIN morango_store s ON s.id = t.id WHERE t.id IN (%s)
 					AND NOT (s.last_saved_instance = %s AND s.last_saved_counter = %d)
-					AND NOT (s.deleted AND s.dirty_bit))
-			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, present, literal(s.me), s.c),
+					AND NOT (s.deleted AND s.dirty_bit)
+					AND NOT (s.dirty_bit AND EXISTS (SELECT 1 FROM morango_shown w WHERE w.id = s.id AND w.serialized IS %s)))
+			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, present, literal(s.me), s.c,
+			jsonObjectSQL("t", cols)),
 	)
 	if err != nil {
 		return err
@@ -649,6 +651,12 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 			_, err = s.tx.ExecContext(ctx, `UPDATE morango_store SET conflicting_serialized_data = ? WHERE id = ?`, w.siblings, id)
 			if err == nil {
 				_, err = s.tx.ExecContext(ctx, `INSERT INTO temp.morango_versioned (id) VALUES (?) ON CONFLICT DO NOTHING`, id)
+			}
+			if err == nil {
+				// The head still waits; the app shows the edit.
+				_, err = s.tx.ExecContext(ctx, fmt.Sprintf(`INSERT INTO morango_shown (id, serialized)
+					SELECT t.id, %s FROM %s t WHERE t.id = ?
+					ON CONFLICT (id) DO UPDATE SET serialized = excluded.serialized`, jsonObjectSQL("t", cols), table), id)
 			}
 			res.Updated++
 		} else {
@@ -766,6 +774,7 @@ func (s *serializer) deletedWaiting(ctx context.Context, m *profile.Model, prese
 	}
 	defer rows.Close()
 	out := map[string]string{}
+	var lost []Record
 	rule := ruleFor(m)
 	for rows.Next() {
 		var r Record
@@ -781,8 +790,30 @@ func (s *serializer) deletedWaiting(ctx context.Context, m *profile.Model, prese
 			return nil, fmt.Errorf("record %s: its waiting version ranks above its deletion", r.ID)
 		}
 		out[r.ID] = merge.EncodeSiblings(st.Siblings)
+		if !st.Holds(headOf(&r)) {
+			lost = append(lost, r)
+		}
 	}
-	return out, rows.Err()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	rows.Close()
+	// Too large to keep beside the deletion (see merge.EditBeside): kept
+	// here only, as a displaced head is.
+	for _, r := range lost {
+		_, err := s.tx.ExecContext(ctx, `INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
+			VALUES (?, ?, ?, ?, ?, ?, ?)`, r.ID, r.ModelName, r.LastSavedInstance, r.LastSavedCounter, r.Serialized, r.Deleted, now())
+		if err != nil {
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// headOf returns the head version of record r.
+func headOf(r *Record) merge.Version {
+	return merge.Version{Instance: r.LastSavedInstance, Counter: r.LastSavedCounter, Serialized: r.Serialized,
+		Deleted: r.Deleted, HardDeleted: r.HardDeleted}
 }
 
 // besideWaiting returns the state of record r after this device's new
