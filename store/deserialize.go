@@ -92,7 +92,10 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 		`CREATE TEMP TABLE IF NOT EXISTS morango_ready_rows (rid INTEGER PRIMARY KEY)`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_fkdeleted (rid INTEGER PRIMARY KEY, mint INTEGER NOT NULL)`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_kept (rid INTEGER PRIMARY KEY)`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_replaced (model TEXT NOT NULL, id TEXT NOT NULL,
+			serialized TEXT NOT NULL, deleted INTEGER NOT NULL, PRIMARY KEY (model, id)) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_kept`,
+		`DELETE FROM temp.morango_replaced`,
 		`CREATE TEMP TABLE IF NOT EXISTS morango_fkgone (model TEXT NOT NULL, id TEXT NOT NULL, waits INTEGER NOT NULL,
 			PRIMARY KEY (model, id)) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_fkgone`,
@@ -168,6 +171,12 @@ func (d *deserializer) done(ctx context.Context, rids string) (int64, error) {
 		const waited = `SELECT d.model, d.id FROM morango_dirty d WHERE d.error <> ''
 			AND (d.model, d.id) IN (SELECT s.model_name, s.id FROM morango_store s WHERE s.rowid IN (%s))`
 		if err := d.exec(ctx,
+			// The changes the rows held, noted before they were written
+			// (noteWaiting), are kept.
+			fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
+				SELECT r.id, r.model, '', 0, r.serialized, r.deleted, %s FROM temp.morango_replaced r
+				WHERE (r.model, r.id) IN (`+waited+`)`, literal(now()), rids),
+			fmt.Sprintf(`DELETE FROM temp.morango_replaced WHERE (model, id) IN (`+waited+`)`, rids),
 			fmt.Sprintf(`DELETE FROM morango_harddeletedmodels WHERE id IN (SELECT id FROM (`+waited+`))`, rids),
 			fmt.Sprintf(`DELETE FROM morango_dirty WHERE (model, id) IN (`+waited+`)`, rids)); err != nil {
 			return 0, err
@@ -435,10 +444,10 @@ func partitionIn(f certs.Filter, col string) string {
 // rows a trigger's RAISE(IGNORE) kept without an error. An error that is
 // not the app's refusal (a full disk) ends the deserialization.
 func (d *deserializer) remove(ctx context.Context, table string, cols []string, rids string) error {
-	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_remove`); err != nil {
+	if err := d.noteWaiting(ctx, table, cols, `SELECT rid FROM (`+rids+`)`); err != nil {
 		return err
 	}
-	if err := d.logReplaced(ctx, table, cols, `SELECT rid FROM (`+rids+`)`); err != nil {
+	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_remove`); err != nil {
 		return err
 	}
 	_, err := d.tx.ExecContext(ctx, fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT s.id FROM (%s) r CROSS JOIN morango_store s ON s.rowid = r.rid)`,
@@ -538,6 +547,9 @@ func column[T any](ctx context.Context, q execer, query string, args ...any) ([]
 // other's values under a unique index together (breakCycle), and the
 // refused ones stay on the list with the reason.
 func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (int64, error) {
+	if err := d.noteWaiting(ctx, quote(t.Name), cols, `SELECT rid FROM temp.morango_ready_rows`); err != nil {
+		return 0, err
+	}
 	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_write`); err != nil {
 		return 0, err
 	}
@@ -1037,11 +1049,6 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 	if err := d.tx.QueryRowContext(ctx, `SELECT NOT EXISTS (SELECT 1 FROM `+table+`)`).Scan(&empty); err != nil {
 		return 0, err
 	}
-	if !empty {
-		if err := d.logReplaced(ctx, table, cols, rids); err != nil {
-			return 0, err
-		}
-	}
 	var sets []string
 	for _, c := range cols {
 		if c == "id" {
@@ -1073,22 +1080,23 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 	return n + m, err
 }
 
-// logReplaced keeps in morango_conflictlog the app's changes of the rows
-// of the records rids that wait because they could not become versions
-// (morango_dirty with an error: outside what this device may write, say),
-// before the records' data replaces them: they never reach another device,
-// and would otherwise vanish. The app's row as it is (or a deletion, if it
-// is gone) is logged with no version (instance "", counter 0). The rows
-// are few: only done when some change waits (deserializer.waiting).
-func (d *deserializer) logReplaced(ctx context.Context, table string, cols []string, rids string) error {
+// noteWaiting notes in temp.morango_replaced, before the rows of the
+// records rids are written or deleted, the app's changes of those rows
+// that wait because they could not become versions (morango_dirty with an
+// error: outside what this device may write, say): the row as it is (its
+// synced columns as JSON), or a deletion if it is gone. done logs to
+// morango_conflictlog those whose change it drops, the rows the app took:
+// they never reach another device, and would otherwise vanish. Only done
+// when some change waits (deserializer.waiting); the rows are few.
+func (d *deserializer) noteWaiting(ctx context.Context, table string, cols []string, rids string) error {
 	if !d.waiting || len(cols) == 0 {
 		return nil
 	}
-	return d.exec(ctx, fmt.Sprintf(`INSERT INTO morango_conflictlog (record_id, model_name, instance_id, counter, serialized, deleted, logged_at)
-		SELECT s.id, s.model_name, '', 0, CASE WHEN a.id IS NULL THEN '' ELSE %s END, a.id IS NULL, %s
+	return d.exec(ctx, fmt.Sprintf(`INSERT OR REPLACE INTO temp.morango_replaced (model, id, serialized, deleted)
+		SELECT s.model_name, s.id, CASE WHEN a.id IS NULL THEN '' ELSE %s END, a.id IS NULL
 		FROM morango_store s JOIN morango_dirty w ON w.model = s.model_name AND w.id = s.id AND w.error <> ''
 			LEFT JOIN %s a ON a.id = s.id
-		WHERE s.rowid IN (%s)`, jsonObjectSQL("a", cols), literal(now()), table, rids))
+		WHERE s.rowid IN (%s)`, jsonObjectSQL("a", cols), table, rids))
 }
 
 // recordValue is the value of column c in the record of the store row
