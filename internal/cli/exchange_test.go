@@ -71,6 +71,9 @@ func TestCertNeededOnlyWhenSeveral(t *testing.T) {
 	if r.code != 2 || !strings.Contains(r.stderr, "--cert "+f.root) || !strings.Contains(r.stderr, "--cert "+other) {
 		t.Fatalf("exchange with two certificates of its own and no --cert: %s", r)
 	}
+	// One whose chain no longer verifies cannot sign: the other is the one.
+	f.fac.exec(`UPDATE morango_certificate SET signature = 'AAAA' || substr(signature, 5) WHERE id = ?`, other)
+	ok(t, "exchange", "--db", f.fac.path, stick)
 	blank := newApp(t, f.dir, "blank")
 	ok(t, "init", "--db", blank.path, "--profile", f.profile)
 	r = morango(t, "exchange", "--db", blank.path, stick)

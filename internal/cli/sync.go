@@ -8,6 +8,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/morango-sync/morango/bundle"
+	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/session"
 	"github.com/morango-sync/morango/store"
 )
@@ -353,23 +354,44 @@ func certOf(c *cli.Context, db *store.DB) (string, error) {
 	if err != nil {
 		return "", err
 	}
+	// Those whose chain still verifies (with the installed profile) can
+	// sign; the others are named with why, but not chosen.
 	var own []*store.StoredCertificate
+	broken := map[string]error{}
 	for _, sc := range all {
-		if sc.PrivateKey != "" {
-			own = append(own, sc)
+		if sc.PrivateKey == "" {
+			continue
+		}
+		own = append(own, sc)
+		chain, err := db.Chain(c.Context, sc.Link.ID)
+		if err == nil {
+			_, err = certs.VerifyChain(chain, db.Profile())
+		}
+		if err != nil {
+			broken[sc.Link.ID] = err
 		}
 	}
-	switch len(own) {
-	case 1:
-		return own[0].Link.ID, nil
-	case 0:
+	if usable := len(own) - len(broken); usable == 1 {
+		for _, sc := range own {
+			if broken[sc.Link.ID] == nil {
+				return sc.Link.ID, nil
+			}
+		}
+	}
+	if len(own) == 0 {
 		return "", &exitError{code: ExitUsage, err: errors.New("this device holds no certificate of its own to sign with"),
 			hint: fmt.Sprintf("make the facility's root on its first device (morango cert root --db %[1]s --scope full-facility), "+
 				"or ask for a certificate (morango cert request --db %[1]s …) and import the chain granted for it (morango cert import)", c.String("db"))}
 	}
+	if len(own) == 1 {
+		return own[0].Link.ID, nil // its error says why it cannot sign
+	}
 	var list strings.Builder
 	for _, sc := range own {
 		fmt.Fprintf(&list, "\n    --cert %s   %s %s", sc.Link.ID, sc.Scope, sc.Params)
+		if err := broken[sc.Link.ID]; err != nil {
+			fmt.Fprintf(&list, " (cannot sign: %v)", err)
+		}
 	}
 	return "", &exitError{code: ExitUsage, err: fmt.Errorf("this device holds %d certificates of its own: name the one to sign with", len(own)),
 		hint: "add one of these (each syncs what its certificate grants; run the command once for each):" + list.String()}
