@@ -160,20 +160,19 @@ func (db *DB) recordedInstance(ctx context.Context, sysID, nodeID string) (*Inst
 	if err != nil {
 		return nil, false, fmt.Errorf("read instance: %w", err)
 	}
-	host, _ := os.Hostname()
-	ok := in.DBPath == db.path && in.SystemID == sysID && in.NodeID == nodeID && in.ID == ids.SHA2UUID(in.DatabaseID, sysID, nodeID) &&
-		in.Platform == runtime.GOOS+"-"+runtime.GOARCH && in.Hostname == host && in.SysVersion == runtime.Version()
-	if !ok {
+	want := db.instanceHere(in.DatabaseID, sysID, nodeID)
+	want.Counter = in.Counter
+	if in != want {
 		return nil, false, nil
 	}
 	return &in, true, nil
 }
 
-// saveInstance makes the instance of database id dbID on this device the
-// current one, recording it if it is new, and returns it with its counter.
-func (db *DB) saveInstance(ctx context.Context, tx *sql.Tx, dbID, sysID, nodeID string) (Instance, error) {
+// instanceHere is the instance of database id dbID at this path on this
+// machine, as saveInstance records it (its counter aside).
+func (db *DB) instanceHere(dbID, sysID, nodeID string) Instance {
 	host, _ := os.Hostname()
-	inst := Instance{
+	return Instance{
 		ID:         ids.SHA2UUID(dbID, sysID, nodeID),
 		DatabaseID: dbID,
 		Platform:   runtime.GOOS + "-" + runtime.GOARCH,
@@ -183,6 +182,12 @@ func (db *DB) saveInstance(ctx context.Context, tx *sql.Tx, dbID, sysID, nodeID 
 		SystemID:   sysID,
 		DBPath:     db.path,
 	}
+}
+
+// saveInstance makes the instance of database id dbID on this device the
+// current one, recording it if it is new, and returns it with its counter.
+func (db *DB) saveInstance(ctx context.Context, tx *sql.Tx, dbID, sysID, nodeID string) (Instance, error) {
+	inst := db.instanceHere(dbID, sysID, nodeID)
 	if _, err := tx.ExecContext(ctx, `UPDATE morango_instanceid SET current = 0 WHERE current = 1 AND id <> ?`, inst.ID); err != nil {
 		return Instance{}, fmt.Errorf("update instance: %w", err)
 	}
