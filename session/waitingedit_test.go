@@ -52,16 +52,7 @@ func TestEditOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
 // device: Facility and the tablet end with the same record, holding
 // Facility's edit and the learner's, and Facility lists the conflict.
 func TestEditOfRowWaitingForIncomingVersionConverges(t *testing.T) {
-	fac, home, f, dir := learnerTablet(t)
-	home.sendTo(fac, dir, true)
-
-	home.exec(`CREATE TRIGGER busy BEFORE UPDATE ON contentlog WHEN EXISTS (SELECT 1 FROM morango_applying)
-		BEGIN SELECT RAISE(ABORT, 'the log is open'); END`)
-	fac.exec(`UPDATE contentlog SET content_id = 'c2' WHERE id = ?`, f.learnerLog)
-	fac.sendTo(home, dir, true)
-	if r := home.record(f.learnerLog); r == nil || !r.Dirty || !strings.Contains(r.Serialized, `"c2"`) {
-		t.Fatalf("Facility's edit does not wait on the tablet: %+v", r)
-	}
+	fac, home, f, dir := facilityEditWaits(t)
 	home.exec(`UPDATE contentlog SET progress = 0.9 WHERE id = ?`, f.learnerLog)
 	home.exec(`DROP TRIGGER busy`)
 	for range 2 {
@@ -102,16 +93,7 @@ func TestEditOfRowWaitingForIncomingVersionConverges(t *testing.T) {
 // above live), but Facility's edit, which the tablet never showed, stays a
 // conflict on every device instead of vanishing.
 func TestDeleteOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
-	fac, home, f, dir := learnerTablet(t)
-	home.sendTo(fac, dir, true)
-
-	home.exec(`CREATE TRIGGER busy BEFORE UPDATE ON contentlog WHEN EXISTS (SELECT 1 FROM morango_applying)
-		BEGIN SELECT RAISE(ABORT, 'the log is open'); END`)
-	fac.exec(`UPDATE contentlog SET content_id = 'c2' WHERE id = ?`, f.learnerLog)
-	fac.sendTo(home, dir, true)
-	if r := home.record(f.learnerLog); r == nil || !r.Dirty || !strings.Contains(r.Serialized, `"c2"`) {
-		t.Fatalf("Facility's edit does not wait on the tablet: %+v", r)
-	}
+	fac, home, f, dir := facilityEditWaits(t)
 	home.exec(`DELETE FROM contentlog WHERE id = ?`, f.learnerLog)
 	home.exec(`DROP TRIGGER busy`)
 	for range 2 {
@@ -134,6 +116,24 @@ func TestDeleteOfRowWaitingForIncomingVersionKeepsIt(t *testing.T) {
 	if len(conflicts) != 1 || conflicts[0].ID != f.learnerLog {
 		t.Fatalf("facility lists conflicts %+v, want the log's", conflicts)
 	}
+}
+
+// facilityEditWaits is learnerTablet after an exchange both ways, where
+// Facility's edit of the learner's log (content c2) waits on the tablet:
+// the tablet's app refuses the engine's updates of contentlog until the
+// test drops its trigger "busy".
+func facilityEditWaits(t *testing.T) (fac, home *device, f facilityData, dir string) {
+	t.Helper()
+	fac, home, f, dir = learnerTablet(t)
+	home.sendTo(fac, dir, true)
+	home.exec(`CREATE TRIGGER busy BEFORE UPDATE ON contentlog WHEN EXISTS (SELECT 1 FROM morango_applying)
+		BEGIN SELECT RAISE(ABORT, 'the log is open'); END`)
+	fac.exec(`UPDATE contentlog SET content_id = 'c2' WHERE id = ?`, f.learnerLog)
+	fac.sendTo(home, dir, true)
+	if r := home.record(f.learnerLog); r == nil || !r.Dirty || !strings.Contains(r.Serialized, `"c2"`) {
+		t.Fatalf("Facility's edit does not wait on the tablet: %+v", r)
+	}
+	return fac, home, f, dir
 }
 
 // conflictsIn lists the conflicts of model on d.

@@ -17,19 +17,7 @@ import (
 // morango_conflictlog. Serialization goes on.
 func TestEditOfWaitingRowAtSiblingLimit(t *testing.T) {
 	ctx := context.Background()
-	d := seedKept(t, ctx)
-	other := strings.Repeat("e", 32)
-	theirs := `{"id":"` + note1ID + `","dataset_id":"` + dsID + `","person_id":"` + aliceID + `","parent_id":null,"body":"theirs"}`
-	var tombs []merge.Version
-	for i := range 1000 {
-		tombs = append(tombs, merge.Version{Instance: fmt.Sprintf("%032x", i+1), Counter: 1, Serialized: "{}", Deleted: true, HardDeleted: true})
-	}
-	d.exec(`UPDATE morango_store SET serialized = ?, last_saved_instance = ?, last_saved_counter = 5, dirty_bit = 1,
-		deserialization_error = 'waits', conflicting_serialized_data = ? WHERE id = ?`, theirs, other, merge.EncodeSiblings(tombs), note1ID)
-	d.exec(`INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter) VALUES (?, ?, 5)`, note1ID, other)
-	for _, v := range tombs {
-		d.exec(`INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter) VALUES (?, ?, 1)`, note1ID, v.Instance)
-	}
+	d := noteWaitingAtLimit(t, ctx)
 	d.exec(`UPDATE note SET body = 'mine' WHERE id = ?`, note1ID)
 	d.exec(`UPDATE person SET name = 'Alicia' WHERE id = ?`, aliceID)
 	res, err := d.db.Serialize(ctx)
@@ -44,9 +32,11 @@ func TestEditOfWaitingRowAtSiblingLimit(t *testing.T) {
 	}
 }
 
-// The same when the app deletes the note instead (deletedWaiting).
-func TestDeleteOfWaitingRowAtSiblingLimit(t *testing.T) {
-	ctx := context.Background()
+// noteWaitingAtLimit is seedKept's device where note 1's record holds an
+// incoming head ("theirs") that waits to reach the app, and 1000
+// tombstones, the most siblings a record may hold.
+func noteWaitingAtLimit(t *testing.T, ctx context.Context) *device {
+	t.Helper()
 	d := seedKept(t, ctx)
 	other := strings.Repeat("e", 32)
 	theirs := `{"id":"` + note1ID + `","dataset_id":"` + dsID + `","person_id":"` + aliceID + `","parent_id":null,"body":"theirs"}`
@@ -60,6 +50,13 @@ func TestDeleteOfWaitingRowAtSiblingLimit(t *testing.T) {
 	for _, v := range tombs {
 		d.exec(`INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter) VALUES (?, ?, 1)`, note1ID, v.Instance)
 	}
+	return d
+}
+
+// The same when the app deletes the note instead (deletedWaiting).
+func TestDeleteOfWaitingRowAtSiblingLimit(t *testing.T) {
+	ctx := context.Background()
+	d := noteWaitingAtLimit(t, ctx)
 	d.exec(`DELETE FROM note WHERE id = ?`, note1ID)
 	d.exec(`UPDATE person SET name = 'Alicia' WHERE id = ?`, aliceID)
 	if _, err := d.db.Serialize(ctx); err != nil {
