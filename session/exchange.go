@@ -160,7 +160,11 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		fr := &FileResult{File: n}
 		res.Files = append(res.Files, fr)
 		path := filepath.Join(dir, n)
-		h, err := readBundleHeader(fs, path)
+		rh, read := signs.headers[n]
+		if !read {
+			rh.h, rh.err = readBundleHeader(fs, path)
+		}
+		h, err := rh.h, rh.err
 		if err != nil && strings.HasPrefix(n, in.ID+"-to-") {
 			// This device's own, damaged on the stick: the export below
 			// writes it anew (or removes it, if the peer lacks nothing).
@@ -390,6 +394,15 @@ type folderSigns struct {
 	// by a later state of it, since restored from a backup. They may hold
 	// work no other device has, and are imported, not skipped as its own.
 	ahead map[string]bool
+	// headers holds the header of each bundle there, or why it could not
+	// be read, by file name: Exchange reads each once.
+	headers map[string]bundleHeader
+}
+
+// bundleHeader is a bundle's header as readBundleHeader read it.
+type bundleHeader struct {
+	h   *bundle.Header
+	err error
 }
 
 // renewFromFolder gives the database a new instance (see
@@ -411,7 +424,7 @@ func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string
 		return nil, err
 	}
 	counters[in.ID] = in.Counter
-	s := &folderSigns{in: in, self: map[string]bool{}, ahead: map[string]bool{}}
+	s := &folderSigns{in: in, self: map[string]bool{}, ahead: map[string]bool{}, headers: map[string]bundleHeader{}}
 	for id := range counters {
 		s.self[id] = true
 	}
@@ -449,6 +462,7 @@ func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string
 			}
 		case strings.HasSuffix(n, bundleSuffix):
 			h, err := readBundleHeader(fs, path)
+			s.headers[n] = bundleHeader{h, err}
 			if err != nil || !s.self[h.SenderInstance] {
 				continue
 			}

@@ -60,10 +60,10 @@ func TestRestoredImportOfFormerOwnBundleIsRetried(t *testing.T) {
 				t.Fatalf("no bundle of the former instance for the city on the stick: %v", err)
 			}
 			if interrupted {
-				// Openings of the bundle: the folder scan, the bundle loop's
-				// header, the import's header and digest, then its verifying
-				// pass, which fails.
-				fs := &failNthOpenFS{part: own, nth: 4}
+				// Openings of the bundle: the folder scan (whose header read
+				// serves the bundle loop too), the import's header and digest,
+				// then its verifying pass, which fails.
+				fs := &failNthOpenFS{part: own, nth: 3}
 				r, err := Exchange(t.Context(), db, stick, ExchangeOptions{CertID: fac.cert, FS: fs})
 				if err != nil {
 					t.Fatal(err)

@@ -29,10 +29,10 @@ func TestRestoredRetireKeepsUnimportedBundleForFormerInstance(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(stick, toFormer)); err != nil {
 		t.Fatalf("no bundle of the city for the facility on the stick: %v", err)
 	}
-	// Openings of the city's bundle: the folder scan, the bundle loop's
-	// header, the import's header and digest, then its verifying pass,
-	// which fails.
-	fs := &failNthOpenFS{part: toFormer, nth: 4}
+	// Openings of the city's bundle: the folder scan (whose header read
+	// serves the bundle loop too), the import's header and digest, then
+	// its verifying pass, which fails.
+	fs := &failNthOpenFS{part: toFormer, nth: 3}
 	r, err := Exchange(t.Context(), db, stick, ExchangeOptions{CertID: fac.cert, FS: fs})
 	if err != nil {
 		t.Fatal(err)
