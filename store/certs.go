@@ -219,6 +219,14 @@ func (db *DB) HeldScopes(ctx context.Context) (scopes []HeldScope, held bool, er
 	return scopes, held, err
 }
 
+// UnverifiedCertificates returns, by id, why each certificate whose private
+// key this device holds but whose chain does not verify (with the installed
+// profile) grants nothing.
+func (db *DB) UnverifiedCertificates(ctx context.Context) (map[string]error, error) {
+	_, _, broken, err := db.heldScopes(ctx)
+	return broken, err
+}
+
 // heldScopes is HeldScopes, with why each certificate that grants nothing
 // does not verify, by id.
 func (db *DB) heldScopes(ctx context.Context) (scopes []HeldScope, held bool, broken map[string]error, err error) {

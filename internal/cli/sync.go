@@ -8,7 +8,6 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"github.com/morango-sync/morango/bundle"
-	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/session"
 	"github.com/morango-sync/morango/store"
 )
@@ -356,19 +355,14 @@ func certOf(c *cli.Context, db *store.DB) (string, error) {
 	}
 	// Those whose chain still verifies (with the installed profile) can
 	// sign; the others are named with why, but not chosen.
+	broken, err := db.UnverifiedCertificates(c.Context)
+	if err != nil {
+		return "", err
+	}
 	var own []*store.StoredCertificate
-	broken := map[string]error{}
 	for _, sc := range all {
-		if sc.PrivateKey == "" {
-			continue
-		}
-		own = append(own, sc)
-		chain, err := db.Chain(c.Context, sc.Link.ID)
-		if err == nil {
-			_, err = certs.VerifyChain(chain, db.Profile())
-		}
-		if err != nil {
-			broken[sc.Link.ID] = err
+		if sc.PrivateKey != "" {
+			own = append(own, sc)
 		}
 	}
 	if usable := len(own) - len(broken); usable == 1 {
