@@ -644,8 +644,7 @@ func stateOf(r *Record) (merge.State, error) {
 		return merge.State{}, fmt.Errorf("conflicting versions: %w", err)
 	}
 	return merge.State{
-		Head: merge.Version{Instance: r.LastSavedInstance, Counter: r.LastSavedCounter,
-			Serialized: r.Serialized, Deleted: r.Deleted, HardDeleted: r.HardDeleted},
+		Head:     headOf(r),
 		Siblings: sib,
 		History:  r.historyMap(),
 	}, nil
