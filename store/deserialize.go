@@ -312,13 +312,15 @@ func (d *deserializer) model(ctx context.Context, m *profile.Model, res *Deseria
 	}
 	// What the app shows of them is noted (morango_shown), unless the app
 	// changed the row since the last serialization: that change is not
-	// what the engine last showed.
+	// what the engine last showed. A row the app did not change shows what
+	// the engine left there, and that may have changed since an earlier
+	// note: the row may have left the app with its deleted parent.
 	return d.exec(ctx, fmt.Sprintf(`UPDATE morango_store AS s SET dirty_bit = 1, deserialization_error = %s
 		WHERE s.rowid IN (SELECT rid FROM temp.morango_todo)`, reason),
 		fmt.Sprintf(`INSERT INTO morango_shown (id, serialized)
 			SELECT s.id, (SELECT %s FROM %s a WHERE a.id = s.id) FROM %s
 			WHERE NOT EXISTS (SELECT 1 FROM morango_dirty w WHERE w.model = %s AND w.id = s.id)
-			ON CONFLICT DO NOTHING`, jsonObjectSQL("a", cols), table, todo, model))
+			ON CONFLICT (id) DO UPDATE SET serialized = excluded.serialized`, jsonObjectSQL("a", cols), table, todo, model))
 }
 
 // fkDeleted deletes the records of m to deserialize whose foreign-key
