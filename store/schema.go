@@ -3,8 +3,11 @@ package store
 import (
 	"context"
 	"database/sql"
+	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/morango-sync/morango/profile"
 )
 
 // migrations create and upgrade the sync tables. Entry i brings the schema
@@ -257,9 +260,66 @@ CREATE TRIGGER morango_shown_written AFTER UPDATE OF dirty_bit ON morango_store
 CREATE TRIGGER morango_shown_gone AFTER DELETE ON morango_store
 	WHEN OLD.dirty_bit BEGIN DELETE FROM morango_shown WHERE id = OLD.id; END;
 `,
+
+	// 7: what the app shows of records that waited already when their
+	// database took version 6 (see noteShown). Notes of records that no
+	// longer wait go.
+	`
+DELETE FROM morango_shown WHERE id NOT IN (SELECT id FROM morango_store WHERE dirty_bit);
+`,
 }
 
-const currentSchemaVersion = 6
+// upgrades are the parts of a migration that SQL alone cannot do: entry i,
+// when present, runs in the transaction of migrations[i], after its SQL.
+var upgrades = map[int]func(context.Context, *sql.Tx) error{
+	6: noteShown,
+}
+
+const currentSchemaVersion = 7
+
+// noteShown notes what the app shows of each record whose head waits to
+// reach it and has no note yet, as a deserialization that leaves a record
+// waiting does: the app's row as it is, NULL for no row, unless the app
+// changed the row since the last serialization. A database that took
+// version 6 with records waiting has no note of them, and without one a
+// touch of such a row that changes no synced column would make a version.
+func noteShown(ctx context.Context, tx *sql.Tx) error {
+	var def string
+	err := tx.QueryRowContext(ctx, `SELECT definition FROM morango_profile LIMIT 1`).Scan(&def)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read installed profile: %w", err)
+	}
+	p, err := profile.Parse([]byte(def))
+	if err != nil {
+		return fmt.Errorf("installed profile: %w", err)
+	}
+	schema, err := readSchema(ctx, tx)
+	if err != nil {
+		return err
+	}
+	for _, m := range p.Models {
+		t := schema[m.Table]
+		if t == nil {
+			continue // Open says that the app's tables no longer match
+		}
+		cols := syncedColumns(t, m)
+		if len(cols) == 0 {
+			continue
+		}
+		_, err := tx.ExecContext(ctx, fmt.Sprintf(`INSERT INTO morango_shown (id, serialized)
+			SELECT s.id, (SELECT %s FROM %s a WHERE a.id = s.id) FROM morango_store s
+			WHERE s.dirty_bit AND s.model_name = ?1
+				AND NOT EXISTS (SELECT 1 FROM morango_dirty w WHERE w.model = ?1 AND w.id = s.id)
+			ON CONFLICT DO NOTHING`, jsonObjectSQL("a", cols), quote(m.Table)), m.Name)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
@@ -303,6 +363,12 @@ func migrate(ctx context.Context, w *sql.DB) error {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			tx.Rollback()
 			return fmt.Errorf("migrate sync tables to version %d: %w", v+1, err)
+		}
+		if up := upgrades[v]; up != nil {
+			if err := up(ctx, tx); err != nil {
+				tx.Rollback()
+				return fmt.Errorf("migrate sync tables to version %d: %w", v+1, err)
+			}
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE morango_schema SET version = ?`, v+1); err != nil {
 			tx.Rollback()

@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -165,5 +166,42 @@ func TestTouchOfWaitingRowMakesNoVersion(t *testing.T) {
 	}
 	if r := d.storeRow(aliceID); !strings.Contains(r.Serialized+r.Conflicting, "Ali\\\"") && !strings.Contains(r.Serialized+r.Conflicting, `"Ali"`) {
 		t.Errorf("the waiting rename is lost: %+v", r)
+	}
+}
+
+// A database that took schema version 6 while Alice's rename waited to
+// reach the app has no note of what the app shows of her (morango_shown
+// came with version 6). Version 7 notes it from the app's row, as a
+// deserialization does, so that a touch of her row still makes no
+// version.
+func TestUpgradeNotesWaitingRows(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	other := strings.Repeat("e", 32)
+	theirs := `{"id":"` + aliceID + `","dataset_id":"` + dsID + `","name":"Alicia","nickname":"none"}`
+	d.exec(`UPDATE morango_store SET serialized = ?, last_saved_instance = ?, last_saved_counter = 1, dirty_bit = 1,
+		deserialization_error = 'the row is open' WHERE id = ?`, theirs, other, aliceID)
+	d.exec(`INSERT INTO morango_recordmaxcounter (store_model_id, instance_id, counter) VALUES (?, ?, 1)`, aliceID, other)
+	// The sync tables as version 6 left them: no note.
+	d.exec(`DELETE FROM morango_shown`)
+	d.exec(`UPDATE morango_schema SET version = 6`)
+	if err := d.db.Close(); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(ctx, d.path, &Options{SystemID: "sys-" + filepath.Base(d.path), NodeID: "node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.db = db
+	t.Cleanup(func() { db.Close() })
+	if v := d.count(`SELECT version FROM morango_schema`); v != currentSchemaVersion {
+		t.Fatalf("schema version %d after opening, want %d", v, currentSchemaVersion)
+	}
+	d.exec(`UPDATE person SET local_pref = 'dark' WHERE id = ?`, aliceID)
+	if res := d.serialize(ctx); res.Versions() != 0 {
+		t.Errorf("a touch of unsynced data made %d versions: %+v", res.Versions(), res)
+	}
+	if r := d.storeRow(aliceID); !strings.Contains(r.Serialized, "Alicia") || r.Conflicting != "" {
+		t.Errorf("the rename is no longer the head alone: %+v", r)
 	}
 }
