@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
@@ -557,6 +558,15 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	}
 	n, err := d.upsert(ctx, t, cols, `SELECT rid FROM temp.morango_ready_rows`)
 	if err == nil {
+		// A trigger's RAISE(IGNORE) skips a row without an error: the
+		// rows are then written one by one, to find which.
+		var want int64
+		err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_ready_rows`).Scan(&want)
+		if err == nil && n < want {
+			err = errIgnored
+		}
+	}
+	if err == nil {
 		_, err = d.tx.ExecContext(ctx, `RELEASE morango_write`)
 		if err != nil {
 			return 0, err
@@ -570,7 +580,7 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	if _, rerr := d.tx.ExecContext(ctx, `RELEASE morango_write`); rerr != nil {
 		return 0, rerr
 	}
-	if !refused(err) {
+	if !refused(err) && err != errIgnored {
 		return 0, err
 	}
 	d.db.log.Debug("batch refused, writing rows one by one", "table", t.Name, "err", err)
@@ -610,7 +620,10 @@ func (d *deserializer) writeEach(ctx context.Context, t *tableInfo, cols []strin
 		if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_row`); err != nil {
 			return false, err
 		}
-		_, err := d.upsert(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
+		n, err := d.upsert(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
+		if err == nil && n == 0 {
+			err = errIgnored
+		}
 		ok := err == nil
 		if ok {
 			written++
@@ -619,11 +632,15 @@ func (d *deserializer) writeEach(ctx context.Context, t *tableInfo, cols []strin
 			if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_row`); rerr != nil {
 				return false, rerr
 			}
-			if !refused(err) {
-				return false, err
+			reason := "the app kept its row: a trigger ignored the write"
+			if err != errIgnored {
+				if !refused(err) {
+					return false, err
+				}
+				clash[rid] = uniqueClash(err)
+				reason = "the app refused the row: " + err.Error()
 			}
-			clash[rid] = uniqueClash(err)
-			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, "the app refused the row: "+err.Error(), rid)
+			_, err = d.tx.ExecContext(ctx, `UPDATE morango_store SET deserialization_error = ? WHERE rowid = ?`, reason, rid)
 		}
 		if err != nil {
 			return false, err
@@ -1041,8 +1058,14 @@ func (d *deserializer) placeholders(ctx context.Context, t *tableInfo, cols []st
 	return out, nil
 }
 
+// errIgnored is an app row that a write left as it was, without an error: a
+// trigger of the app's skipped it with RAISE(IGNORE). Its record waits, as
+// one the app refused does.
+var errIgnored = errors.New("the app ignored the write")
+
 // upsert writes the store rows whose rowids the subquery rids lists into
-// the app table: existing rows are updated, others inserted.
+// the app table: existing rows are updated, others inserted. It returns
+// how many rows it wrote.
 func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, rids string) (int64, error) {
 	table := quote(t.Name)
 	// An empty table (the first import of a device) has no rows to update,
@@ -1059,13 +1082,22 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 		sets = append(sets, fmt.Sprintf(`%s = %s`, quote(c), recordValue(c, table+"."+quote(c))))
 	}
 	var n int64
-	if len(sets) > 0 && !empty {
+	switch {
+	case empty:
+	case len(sets) > 0:
 		r, err := d.tx.ExecContext(ctx, fmt.Sprintf(`UPDATE %s SET %s FROM morango_store s WHERE s.id = %s.id AND s.rowid IN (%s)`,
 			table, strings.Join(sets, ", "), table, rids))
 		if err != nil {
 			return 0, err
 		}
 		if n, err = r.RowsAffected(); err != nil {
+			return 0, err
+		}
+	default:
+		// Only the id syncs: a row in the app shows its record already.
+		err := d.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT count(*) FROM morango_store s WHERE s.rowid IN (%s)
+			AND EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, rids, table)).Scan(&n)
+		if err != nil {
 			return 0, err
 		}
 	}

@@ -69,6 +69,64 @@ func TestRaiseIgnoreKeptRowWaits(t *testing.T) {
 	}
 }
 
+// RAISE(IGNORE) in a trigger of the app's skips the engine's write of a
+// row without an error, inserted or updated: the record must wait with a
+// reason, not be counted as written, while the other rows of the batch are
+// written. Alice's edit of her note (a separator in dataset_id) waits to
+// become a version; it must stay on the list of changes, not be dropped as
+// if the incoming version had replaced it. Once the app lets the write
+// through, the edit it replaces is logged.
+func TestRaiseIgnoreKeptWriteWaits(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	d.exec(`UPDATE note SET dataset_id = dataset_id || ':x' WHERE id = ?`, note1ID)
+	if res := d.serialize(ctx); res.Failed != 1 {
+		t.Fatalf("edit: %+v, want it to wait", res)
+	}
+	d.exec(`CREATE TRIGGER note_open BEFORE UPDATE ON note WHEN EXISTS (SELECT 1 FROM morango_applying)
+		BEGIN SELECT RAISE(IGNORE); END`)
+	d.exec(`CREATE TRIGGER note_new BEFORE INSERT ON note WHEN EXISTS (SELECT 1 FROM morango_applying) AND NEW.body = 'ignored'
+		BEGIN SELECT RAISE(IGNORE); END`)
+	p := dsID + ":user-rw:" + aliceID
+	note := func(id, body string) string {
+		return `{"id":"` + id + `","dataset_id":"` + dsID + `","person_id":"` + aliceID + `","parent_id":null,"body":"` + body + `"}`
+	}
+	third := "3" + note1ID[1:]
+	d.putRecord(note1ID, "note", p, note(note1ID, "theirs"), false)
+	d.putRecord(note2ID, "note", p, note(note2ID, "ignored"), false)
+	d.putRecord(third, "note", p, note(third, "written"), false)
+	res, err := d.db.Deserialize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Written != 1 || res.Pending != 2 {
+		t.Errorf("deserialize: %+v, want 1 written and 2 pending", res)
+	}
+	for _, id := range []string{note1ID, note2ID} {
+		if r := d.storeRow(id); !r.Dirty || !strings.Contains(r.Error, "ignored the write") {
+			t.Errorf("the app ignored the write of %s, yet the record does not wait: %+v", id, r)
+		}
+	}
+	if n := d.count(`SELECT count(*) FROM note WHERE id = ? AND body = 'written'`, third); n != 1 {
+		t.Errorf("the note the app took is not in the app")
+	}
+	if n := d.count(`SELECT count(*) FROM morango_dirty WHERE id = ? AND error <> ''`, note1ID); n != 1 {
+		t.Errorf("Alice's waiting edit was dropped though the app kept it")
+	}
+
+	d.exec(`DROP TRIGGER note_open`)
+	d.exec(`DROP TRIGGER note_new`)
+	if res, err := d.db.Deserialize(ctx); err != nil || res.Pending != 0 {
+		t.Fatalf("retry: %+v %v", res, err)
+	}
+	if n := d.count(`SELECT count(*) FROM note WHERE body IN ('theirs', 'ignored')`); n != 2 {
+		t.Errorf("%d of the 2 notes in the app after the retry", n)
+	}
+	if n := d.count(`SELECT count(*) FROM morango_conflictlog WHERE record_id = ? AND serialized LIKE '%:x%'`, note1ID); n != 1 {
+		t.Errorf("Alice's edit that the incoming version replaced is not logged")
+	}
+}
+
 // RAISE(FAIL) is handled like RAISE(ABORT).
 func TestRaiseFail(t *testing.T) {
 	ctx := context.Background()
