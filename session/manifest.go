@@ -51,7 +51,7 @@ func WriteManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string,
 }
 
 // writeManifest writes the manifest of what the store holds now, signed
-// with signer (whose chain and scope ownCertificate gave).
+// with signer (whose chain and scope ownCertificate gave), to path on fs.
 func writeManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string, opts ManifestOptions,
 	signer *certs.Certificate, chain []certs.Link, scope certs.Scope) (*bundle.Manifest, error) {
 	filter := scope.Read
@@ -85,9 +85,6 @@ func writeManifest(ctx context.Context, db *store.DB, fs bundle.FS, path string,
 		Filter:   filter,
 		FSIC:     holdings,
 		Name:     name,
-	}
-	if fs == nil {
-		fs = bundle.OSFS{}
 	}
 	err = bundle.WriteFileChecked(fs, path, func(w io.Writer) error {
 		return bundle.WriteManifest(w, m, signer.PrivateKey)
