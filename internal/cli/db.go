@@ -178,6 +178,9 @@ Example:
 			if c.NArg() == 0 {
 				return usagef("delete: name at least one id")
 			}
+			if !c.Bool("hard") {
+				return usagef("delete: --hard=false asks for a soft delete, which this command does not make: delete the row in the app, and the next serialization records the deletion")
+			}
 			db, err := openDB(c)
 			if err != nil {
 				return err
