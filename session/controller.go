@@ -82,9 +82,9 @@ type Event struct {
 	Done  int64 `json:"done"`
 	Total int64 `json:"total"`
 	// Bytes counts bytes written or read so far.
-	Bytes int64  `json:"bytes"`
-	Err   string `json:"error,omitempty"`
-	At    time.Time
+	Bytes int64     `json:"bytes"`
+	Err   string    `json:"error,omitempty"`
+	At    time.Time `json:"at"`
 }
 
 // Observer receives events. It is called synchronously and must be quick.
