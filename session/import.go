@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"runtime/debug"
 	"strings"
+	"unsafe"
 
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/fsic"
@@ -36,7 +37,7 @@ type ImportResult struct {
 }
 
 // batchSize is the number of records merged per store round trip, and
-// batchBytes the most bytes of record data a batch holds before it is
+// batchBytes the most bytes of record data (recordBytes) a batch holds before it is
 // merged, whatever its number of records: an import holds a few batches,
 // so its memory stays bounded by these, not by the size of the records.
 const (
@@ -334,7 +335,7 @@ func readAhead(ctx context.Context, each func(context.Context, func(*store.Recor
 			c.rec.History = append([]store.HistoryEntry(nil), r.History...)
 			c.why = check(&c.rec)
 			batch = append(batch, c)
-			size += len(r.Serialized) + len(r.Conflicting)
+			size += recordBytes(r)
 			if len(batch) == batchSize || size >= batchBytes {
 				size = 0
 				select {
@@ -375,6 +376,23 @@ func readAhead(ctx context.Context, each func(context.Context, func(*store.Recor
 		err = rerr
 	}
 	return err
+}
+
+// historyEntryBytes is what an entry of a record's history costs in
+// memory besides its instance's bytes: a store.HistoryEntry.
+const historyEntryBytes = int(unsafe.Sizeof(store.HistoryEntry{}))
+
+// recordBytes is the memory a record read from a bundle holds that a
+// batch counts: its data, its conflicting versions and its history. A
+// record of a few bytes of data may carry the longest history a record may
+// have (bundle.MaxRecordCounters entries), which takes more memory decoded
+// than its data.
+func recordBytes(r *store.Record) int {
+	n := len(r.Serialized) + len(r.Conflicting) + len(r.History)*historyEntryBytes
+	for _, h := range r.History {
+		n += len(h.Instance)
+	}
+	return n
 }
 
 // finishApplied marks the active transfer sessions of a bundle whose records
