@@ -316,6 +316,12 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 			im.res.Refuse(in, fmt.Sprintf("id already used here by %s in partition %q", cur.ModelName, cur.Partition))
 			continue
 		}
+		// An erased record is deleted, as serialize makes it: one that
+		// says otherwise would keep its app row under an erased record
+		// here, and differ from the same version where it was made.
+		if in.HardDeleted {
+			in.Deleted = true
+		}
 		inState, err := stateOf(in)
 		if err != nil {
 			im.res.Refuse(in, err.Error())
