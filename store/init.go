@@ -45,6 +45,15 @@ func Init(ctx context.Context, path string, p *profile.Profile, opts *Options) (
 }
 
 func (db *DB) install(ctx context.Context, p *profile.Profile) error {
+	// Sync tables of a newer morango are left as they are: their profile,
+	// triggers and tables are that version's.
+	v, err := schemaVersion(ctx, db.w)
+	if err != nil {
+		return err
+	}
+	if v > currentSchemaVersion {
+		return newerSchema(db.path, v)
+	}
 	schema, err := readSchema(ctx, db.w)
 	if err != nil {
 		return err

@@ -357,7 +357,11 @@ func migrate(ctx context.Context, w *sql.DB) error {
 			tx.Rollback()
 			return err
 		}
-		if v >= len(migrations) {
+		if v > len(migrations) {
+			tx.Rollback()
+			return fmt.Errorf("migrate: sync tables are at version %d, this morango knows up to %d", v, len(migrations))
+		}
+		if v == len(migrations) {
 			return tx.Rollback()
 		}
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {

@@ -210,8 +210,7 @@ func (db *DB) load(ctx context.Context) error {
 			"run 'morango init --db %s --profile PROFILE.json' first", db.path)
 	}
 	if v > currentSchemaVersion {
-		return withHint(fmt.Errorf("open database %s: sync tables are at version %d, this morango knows up to %d", db.path, v, currentSchemaVersion),
-			"upgrade morango on this device")
+		return newerSchema(db.path, v)
 	}
 	if v < currentSchemaVersion {
 		if err := migrate(ctx, db.w); err != nil {
@@ -250,6 +249,13 @@ func (db *DB) load(ctx context.Context) error {
 	// A database that holds private keys is readable by its owner only.
 	db.protectOnOpen(ctx)
 	return nil
+}
+
+// newerSchema is the error for a database whose sync tables a newer
+// morango has upgraded to version v.
+func newerSchema(path string, v int) error {
+	return withHint(fmt.Errorf("open database %s: sync tables are at version %d, this morango knows up to %d", path, v, currentSchemaVersion),
+		"upgrade morango on this device")
 }
 
 // Close closes the database.
