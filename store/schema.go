@@ -321,6 +321,52 @@ func noteShown(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
+// syncTriggers are the sync tables' own triggers, as the migrations create
+// them. An older morango's init drops every morango_ trigger
+// before it finds the sync tables newer than it knows; opening the
+// database creates those that are missing (restoreSyncTriggers).
+var syncTriggers = []struct{ name, sql string }{
+	{"morango_shown_written", `CREATE TRIGGER IF NOT EXISTS morango_shown_written AFTER UPDATE OF dirty_bit ON morango_store
+	WHEN OLD.dirty_bit AND NOT NEW.dirty_bit BEGIN DELETE FROM morango_shown WHERE id = OLD.id; END`},
+	{"morango_shown_gone", `CREATE TRIGGER IF NOT EXISTS morango_shown_gone AFTER DELETE ON morango_store
+	WHEN OLD.dirty_bit BEGIN DELETE FROM morango_shown WHERE id = OLD.id; END`},
+}
+
+// restoreSyncTriggers creates the syncTriggers that are missing, and drops
+// what morango_shown kept while they were: the notes of records whose head
+// has reached the app since. It writes nothing when none is missing.
+func restoreSyncTriggers(ctx context.Context, w *sql.DB) error {
+	missing := false
+	for _, tr := range syncTriggers {
+		var n int
+		err := w.QueryRowContext(ctx, `SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND name = ?`, tr.name).Scan(&n)
+		if err != nil {
+			return fmt.Errorf("read sync tables' triggers: %w", err)
+		}
+		missing = missing || n == 0
+	}
+	if !missing {
+		return nil
+	}
+	tx, err := w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("restore sync tables' triggers: %w", err)
+	}
+	defer tx.Rollback()
+	for _, tr := range syncTriggers {
+		if _, err := tx.ExecContext(ctx, tr.sql); err != nil {
+			return fmt.Errorf("restore trigger %s: %w", tr.name, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, `DELETE FROM morango_shown WHERE id NOT IN (SELECT id FROM morango_store WHERE dirty_bit)`); err != nil {
+		return fmt.Errorf("restore sync tables' triggers: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("restore sync tables' triggers: %w", err)
+	}
+	return nil
+}
+
 type execer interface {
 	ExecContext(ctx context.Context, query string, args ...any) (sql.Result, error)
 	QueryContext(ctx context.Context, query string, args ...any) (*sql.Rows, error)

@@ -220,6 +220,9 @@ func (db *DB) load(ctx context.Context) error {
 	if err := restoreIndexes(ctx, db.w); err != nil {
 		return err
 	}
+	if err := restoreSyncTriggers(ctx, db.w); err != nil {
+		return err
+	}
 	var def string
 	err = db.w.QueryRowContext(ctx, `SELECT definition FROM morango_profile LIMIT 1`).Scan(&def)
 	if errors.Is(err, sql.ErrNoRows) {

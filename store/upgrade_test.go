@@ -2,6 +2,8 @@ package store
 
 import (
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -54,5 +56,57 @@ func TestInitRefusesNewerSchema(t *testing.T) {
 	}
 	if n := d.count(`SELECT version FROM morango_schema`); n != currentSchemaVersion+1 {
 		t.Errorf("sync tables' version is now %d", n)
+	}
+}
+
+// openFixture opens a copy of a database an older morango made
+// (testdata/README.md says how).
+func openFixture(t *testing.T, name string) *DB {
+	t.Helper()
+	data, err := os.ReadFile(filepath.Join("testdata", name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), name)
+	if err := os.WriteFile(path, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := Open(context.Background(), path, &Options{SystemID: "sys-fixture", NodeID: "node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// An older morango's init, run on a database a newer one upgraded, drops
+// every morango_ trigger before it refuses the newer sync tables, among
+// them morango_shown's (schema 6). Without them a snapshot of what the app
+// showed outlives the head it was noted for, and a later touch of the row
+// is compared with that stale snapshot. Opening the database restores them.
+func TestOpenRestoresSyncTableTriggers(t *testing.T) {
+	ctx := context.Background()
+	db := openFixture(t, "schema6-reinit-by-schema5-build.sqlite3")
+	const lesson = "d0000000000000000000000000000001"
+	// The lesson's head waits to reach the app; the app showed another
+	// title meanwhile.
+	if _, err := db.w.ExecContext(ctx, `UPDATE morango_store SET dirty_bit = 1 WHERE id = ?`, lesson); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.w.ExecContext(ctx, `INSERT INTO morango_shown (id, serialized) VALUES (?, '{"title":"shown"}')`, lesson); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Deserialize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var dirty, shown int
+	if err := db.w.QueryRowContext(ctx, `SELECT dirty_bit, (SELECT count(*) FROM morango_shown WHERE id = s.id) FROM morango_store s WHERE id = ?`, lesson).Scan(&dirty, &shown); err != nil {
+		t.Fatal(err)
+	}
+	if dirty != 0 {
+		t.Fatalf("the lesson's head did not reach the app")
+	}
+	if shown != 0 {
+		t.Errorf("the head reached the app but the snapshot noted while it waited is still there (the sync tables' triggers are missing)")
 	}
 }
