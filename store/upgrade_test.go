@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"os"
 	"path/filepath"
 	"strings"
@@ -63,6 +64,18 @@ func TestInitRefusesNewerSchema(t *testing.T) {
 // (testdata/README.md says how).
 func openFixture(t *testing.T, name string) *DB {
 	t.Helper()
+	db, err := Open(context.Background(), copyFixture(t, name), &Options{SystemID: "sys-fixture", NodeID: "node"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() })
+	return db
+}
+
+// copyFixture copies a database an older morango made (testdata/README.md
+// says how) into a temporary folder and returns the copy's path.
+func copyFixture(t *testing.T, name string) string {
+	t.Helper()
 	data, err := os.ReadFile(filepath.Join("testdata", name))
 	if err != nil {
 		t.Fatal(err)
@@ -71,12 +84,7 @@ func openFixture(t *testing.T, name string) *DB {
 	if err := os.WriteFile(path, data, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	db, err := Open(context.Background(), path, &Options{SystemID: "sys-fixture", NodeID: "node"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { db.Close() })
-	return db
+	return path
 }
 
 // An older morango's init, run on a database a newer one upgraded, drops
@@ -108,5 +116,34 @@ func TestOpenRestoresSyncTableTriggers(t *testing.T) {
 	}
 	if shown != 0 {
 		t.Errorf("the head reached the app but the snapshot noted while it waited is still there (the sync tables' triggers are missing)")
+	}
+}
+
+// verify, which reads only, reports the sync tables' triggers an older
+// morango's init dropped, and how to restore them. (The fixture's sync
+// tables are otherwise as the current version has them, which verify
+// requires: later versions add no table or trigger.)
+func TestVerifyReportsMissingSyncTableTriggers(t *testing.T) {
+	path := copyFixture(t, "schema6-reinit-by-schema5-build.sqlite3")
+	raw, err := sql.Open("sqlite", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = raw.Exec(`UPDATE morango_schema SET version = ?`, currentSchemaVersion)
+	raw.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var found []VerifyProblem
+	if _, err := Verify(context.Background(), path, func(p VerifyProblem) error {
+		if p.Kind == VerifyTriggers {
+			found = append(found, p)
+		}
+		return nil
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if len(found) != 1 || !strings.Contains(found[0].Problem, "morango_shown_written") || found[0].Severity != SeverityError {
+		t.Errorf("verify does not report the missing triggers of morango_store: %+v", found)
 	}
 }

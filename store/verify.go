@@ -438,6 +438,26 @@ func (v *verifier) tracking(ctx context.Context) error {
 			return err
 		}
 	}
+	// The sync tables' own triggers (an older morango's init drops them).
+	var gone []string
+	for _, tr := range syncTriggers {
+		var ok bool
+		err := v.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ?)`, tr.name).Scan(&ok)
+		if err != nil {
+			return fmt.Errorf("verify: %w", err)
+		}
+		if !ok {
+			gone = append(gone, tr.name)
+		}
+	}
+	if len(gone) > 0 {
+		err := v.report(VerifyProblem{Kind: VerifyTriggers,
+			Problem: fmt.Sprintf("the sync tables lack their triggers (%s), which an older morango's init drops: notes of what the app showed outlive the versions they were kept for", strings.Join(gone, ", ")),
+			Fix:     fmt.Sprintf("run 'morango status --db %s' once: opening the database restores them", v.path)})
+		if err != nil {
+			return err
+		}
+	}
 	if v.p == nil {
 		return nil
 	}
