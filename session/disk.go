@@ -161,8 +161,13 @@ var exportWriterOptions = bundle.WriterOptions{Level: zstd.SpeedBetterCompressio
 const smallExport = 2048
 
 // pipeBatch is the number of records handed at once from the goroutine
-// that reads the store to the one that writes the bundle.
-const pipeBatch = 256
+// that reads the store to the one that writes the bundle, and pipeBytes
+// the most memory (recordBytes) a batch holds whatever its number of
+// records: a record's data may be large, and so may its history.
+const (
+	pipeBatch = 256
+	pipeBytes = 2 << 20
+)
 
 // pipeRecords reads the records of each on the caller's goroutine and
 // hands them, in order, to write on another goroutine, so that reading
@@ -187,6 +192,7 @@ func pipeRecords(ctx context.Context, each func(context.Context, func(*store.Rec
 			if err != nil {
 				cancel() // the reading side stops at its next record
 			}
+			clear(batch) // a free batch holds no record's memory
 			select {
 			case free <- batch[:0]:
 			default:
@@ -198,8 +204,10 @@ func pipeRecords(ctx context.Context, each func(context.Context, func(*store.Rec
 		result <- err
 	}()
 	var batch []store.Record
+	size := 0
 	send := func() {
 		batches <- batch
+		size = 0
 		select {
 		case batch = <-free:
 		default:
@@ -211,7 +219,8 @@ func pipeRecords(ctx context.Context, each func(context.Context, func(*store.Rec
 		cp := *r // r is reused by the reader: copy it, history included
 		cp.History = append([]store.HistoryEntry(nil), r.History...)
 		batch = append(batch, cp)
-		if len(batch) == pipeBatch {
+		size += recordBytes(&cp)
+		if len(batch) == pipeBatch || size >= pipeBytes {
 			send()
 		}
 		return ctx.Err()
