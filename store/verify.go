@@ -1028,9 +1028,15 @@ func (v *verifier) waiting(ctx context.Context) error {
 		}
 		var id, reason string
 		err = v.each(ctx, `SELECT id, error FROM morango_dirty WHERE model = ? AND error <> '' ORDER BY id`, []any{m.Name}, []any{&id, &reason}, func() error {
+			fix := "fix the row through the app; the next serialization records it"
+			if strings.HasPrefix(reason, outsidePrefix) {
+				// Fixing the row here does not help: the change is one
+				// this device may not make.
+				fix = "make the change on a device that may write the partition, or undo it in the app; " +
+					"'morango conflicts --replaced' keeps it if another device's version replaces the row"
+			}
 			return v.report(VerifyProblem{Kind: VerifyUnserializable, Severity: SeverityNotice, Model: m.Name, ID: id,
-				Problem: "an unserialized change that cannot be serialized yet: " + reason,
-				Fix:     "fix the row through the app; the next serialization records it"})
+				Problem: "an unserialized change that cannot be serialized yet: " + reason, Fix: fix})
 		})
 		if err != nil {
 			return err

@@ -202,6 +202,7 @@ func TestVerifyReportsEachBrokenInvariant(t *testing.T) {
 		errors  []VerifyKind
 		notices []VerifyKind
 		id      string // the id the first error names
+		fix     string // what the fix of the first problem says
 	}{
 		{name: "damaged file", corrupt: func(path string) {
 			b, _ := os.ReadFile(path)
@@ -277,7 +278,10 @@ func TestVerifyReportsEachBrokenInvariant(t *testing.T) {
 			notices: []VerifyKind{VerifyUnserialized}},
 		{name: "unserializable change", sql: []string{`INSERT INTO facility (id, dataset_id, name, modified) VALUES ('Annex', '` + verifyDataset + `', 'Annex', '2026')`,
 			`UPDATE morango_dirty SET error = 'id must be 32 lower-case hex digits' WHERE id = 'Annex'`},
-			notices: []VerifyKind{VerifyUnserializable}},
+			notices: []VerifyKind{VerifyUnserializable}, fix: "fix the row through the app"},
+		{name: "change outside write scope", sql: []string{`UPDATE facility SET name = 'Renamed' WHERE id = '` + fac + `'`,
+			`UPDATE morango_dirty SET error = '` + outsidePrefix + verifyDataset + `: the change stays on this device' WHERE id = '` + fac + `'`},
+			notices: []VerifyKind{VerifyUnserializable}, fix: "make the change on a device that may write the partition"},
 		{name: "pending record", sql: []string{`UPDATE morango_store SET dirty_bit = 1 WHERE id = '` + fac + `'`},
 			notices: []VerifyKind{VerifyPending}},
 		{name: "partition drift", sql: untracked(
@@ -328,6 +332,9 @@ func TestVerifyReportsEachBrokenInvariant(t *testing.T) {
 			}
 			if c.id != "" && (len(ps) == 0 || ps[0].ID != c.id) {
 				t.Errorf("the first problem does not name %s:\n%s", c.id, describe(ps))
+			}
+			if c.fix != "" && (len(ps) == 0 || !strings.Contains(ps[0].Fix, c.fix)) {
+				t.Errorf("the first problem's fix does not say %q:\n%s", c.fix, describe(ps))
 			}
 			for _, p := range ps {
 				if p.Problem == "" || p.Fix == "" {
