@@ -126,7 +126,7 @@ Example:
 			}
 			if replaced > 0 {
 				printf(c, "%s replaced on this device without a merge, kept here: morango conflicts --replaced --db %s\n",
-					count(replaced, "version or change"), db.Path())
+					versionsOrChanges(replaced), db.Path())
 			}
 			return nil
 		},
@@ -168,8 +168,16 @@ func printReplaced(c *cli.Context, db *store.DB) error {
 	if c.Bool("json") {
 		return printJSON(out(c), list)
 	}
-	printf(c, "%s replaced on this device without a merge (kept here only; an app may write one back)\n", count(n, "version or change"))
+	printf(c, "%s replaced on this device without a merge (kept here only; an app may write one back)\n", versionsOrChanges(n))
 	return nil
+}
+
+// versionsOrChanges counts what conflicts --replaced lists.
+func versionsOrChanges[N int | int64](n N) string {
+	if n == 1 {
+		return "1 version or change"
+	}
+	return fmt.Sprintf("%d versions or changes", n)
 }
 
 func printVersion(c *cli.Context, label string, v versionView) {

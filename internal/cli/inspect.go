@@ -106,7 +106,11 @@ func leafKey(chain []certs.Link) (*rsa.PublicKey, error) {
 func printStats(c *cli.Context, st *bundle.Stats, chainStatus string) {
 	printf(c, "%s, format version %d, %s\n", st.Kind, st.Version, byteSize(st.Size))
 	if m := st.Manifest; m != nil {
-		printf(c, "device     instance %s (%s), certificate %s\n", m.Instance, m.Name, m.CertID)
+		name := ""
+		if m.Name != "" {
+			name = " (" + m.Name + ")"
+		}
+		printf(c, "device     instance %s%s, certificate %s\n", m.Instance, name, m.CertID)
 		printf(c, "created    %s\nprofile    %s\nfilter     %s\n", m.Created, m.Profile, strings.Join(m.Filter, " "))
 		printf(c, "chain      %s, %s\n", count(len(m.Chain), "certificate"), chainStatus)
 		printf(c, "signature  %s %s\n", st.Signature, st.Problem)
