@@ -108,9 +108,9 @@ func TestMergeCases(t *testing.T) {
 			swapped: AlreadyHave,
 		},
 		{
-			// Reference 6.1, fast-forward probe: the original overwrites
-			// the local B2 with the incoming B1; here histories only rise.
-			name:     "fast-forward: probe of 6.1, history joined not overwritten",
+			// Fast-forward probe: the original Morango overwrites the
+			// local B2 with the incoming B1; here histories only rise.
+			name:     "fast-forward: probe, history joined not overwritten",
 			local:    ptr(state(ver("A", 1, "store"), nil, hist("A", 1, "B", 2, "C", 3, "D", 4))),
 			incoming: state(ver("F", 2, "buffer"), nil, hist("A", 3, "B", 1, "F", 2, "G", 3, "H", 4)),
 			want:     state(ver("F", 2, "buffer"), nil, hist("A", 3, "B", 2, "C", 3, "D", 4, "F", 2, "G", 3, "H", 4)),
@@ -150,10 +150,10 @@ func TestMergeCases(t *testing.T) {
 			swapped: Conflict,
 		},
 		{
-			// Reference 6.1, conflict probe: the original keeps the local
-			// text, ORs the flags and mints (L,42). Here the deleted version
+			// Conflict probe: the original Morango keeps the local text,
+			// ORs the flags and mints (L,42). Here the deleted version
 			// wins, the local one becomes a sibling, and nothing is minted.
-			name:     "conflict: probe of 6.1, incoming soft-deleted",
+			name:     "conflict: probe, incoming soft-deleted",
 			local:    ptr(state(ver("C", 2, "store"), nil, hist("A", 1, "B", 1, "C", 2, "D", 3))),
 			incoming: state(deleted("F", 2, "buffer"), nil, hist("A", 3, "F", 2, "G", 3, "H", 4)),
 			want: state(deleted("F", 2, "buffer"), sibs(ver("C", 2, "store")),
