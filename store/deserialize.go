@@ -563,7 +563,9 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 		var want int64
 		err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_ready_rows`).Scan(&want)
 		if err == nil && n < want {
-			err = errIgnored
+			if err = d.ignored(ctx, t, cols, `SELECT rid FROM temp.morango_ready_rows`); err == nil {
+				n = want // the rows left as they were show their records
+			}
 		}
 	}
 	if err == nil {
@@ -622,7 +624,7 @@ func (d *deserializer) writeEach(ctx context.Context, t *tableInfo, cols []strin
 		}
 		n, err := d.upsert(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
 		if err == nil && n == 0 {
-			err = errIgnored
+			err = d.ignored(ctx, t, cols, fmt.Sprintf("SELECT %d", rid))
 		}
 		ok := err == nil
 		if ok {
@@ -1062,6 +1064,27 @@ func (d *deserializer) placeholders(ctx context.Context, t *tableInfo, cols []st
 // trigger of the app's skipped it with RAISE(IGNORE). Its record waits, as
 // one the app refused does.
 var errIgnored = errors.New("the app ignored the write")
+
+// ignored returns errIgnored when a row of the records rids, which a
+// write left as it was, does not show its record: a trigger's
+// RAISE(IGNORE) skipped it. A row that shows the record's data already
+// (an app that skips updates changing nothing) needs no write.
+func (d *deserializer) ignored(ctx context.Context, t *tableInfo, cols []string, rids string) error {
+	table := quote(t.Name)
+	same := []string{"a.id = s.id"}
+	for _, c := range cols {
+		if c != "id" {
+			same = append(same, fmt.Sprintf(`a.%s IS %s`, quote(c), recordValue(c, "a."+quote(c))))
+		}
+	}
+	var unshown bool
+	err := d.tx.QueryRowContext(ctx, fmt.Sprintf(`SELECT EXISTS (SELECT 1 FROM morango_store s WHERE s.rowid IN (%s)
+		AND NOT EXISTS (SELECT 1 FROM %s a WHERE %s))`, rids, table, strings.Join(same, " AND "))).Scan(&unshown)
+	if err == nil && unshown {
+		err = errIgnored
+	}
+	return err
+}
 
 // upsert writes the store rows whose rowids the subquery rids lists into
 // the app table: existing rows are updated, others inserted. It returns
