@@ -278,11 +278,12 @@ var upgrades = map[int]func(context.Context, *sql.Tx) error{
 const currentSchemaVersion = 7
 
 // noteShown notes what the app shows of each record whose head waits to
-// reach it and has no note yet, as a deserialization that leaves a record
-// waiting does: the app's row as it is, NULL for no row, unless the app
-// changed the row since the last serialization. A database that took
-// version 6 with records waiting has no note of them, and without one a
-// touch of such a row that changes no synced column would make a version.
+// reach it, as a deserialization that leaves a record waiting does: the
+// app's row as it is, NULL for no row, unless the app changed the row
+// since the last serialization. A database that took version 6 with
+// records waiting has no note of them, and without one a touch of such a
+// row that changes no synced column would make a version; and version 6
+// never renewed a note, which outlived a row that left the app since.
 func noteShown(ctx context.Context, tx *sql.Tx) error {
 	var def string
 	err := tx.QueryRowContext(ctx, `SELECT definition FROM morango_profile LIMIT 1`).Scan(&def)
@@ -313,7 +314,7 @@ func noteShown(ctx context.Context, tx *sql.Tx) error {
 			SELECT s.id, (SELECT %s FROM %s a WHERE a.id = s.id) FROM morango_store s
 			WHERE s.dirty_bit AND s.model_name = ?1
 				AND NOT EXISTS (SELECT 1 FROM morango_dirty w WHERE w.model = ?1 AND w.id = s.id)
-			ON CONFLICT DO NOTHING`, jsonObjectSQL("a", cols), quote(m.Table)), m.Name)
+			ON CONFLICT (id) DO UPDATE SET serialized = excluded.serialized`, jsonObjectSQL("a", cols), quote(m.Table)), m.Name)
 		if err != nil {
 			return err
 		}
