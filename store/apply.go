@@ -318,7 +318,9 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 		}
 		// An erased record is deleted, as serialize makes it: one that
 		// says otherwise would keep its app row under an erased record
-		// here, and differ from the same version where it was made.
+		// here, and differ from the same version where it was made. So is
+		// each of its erased concurrent versions, which the merge may
+		// make the head.
 		if in.HardDeleted {
 			in.Deleted = true
 		}
@@ -326,6 +328,11 @@ func (im *Import) Add(ctx context.Context, batch []*Record) error {
 		if err != nil {
 			im.res.Refuse(in, err.Error())
 			continue
+		}
+		for i := range inState.Siblings {
+			if inState.Siblings[i].HardDeleted {
+				inState.Siblings[i].Deleted = true
+			}
 		}
 		if len(in.Unvouched) > 0 && !knowsAll(cur, in.Unvouched) {
 			im.res.Refuse(in, in.UnvouchedWhy+" (a version of another device, which this one does not hold yet: it comes from a device whose certificate may write it)")
