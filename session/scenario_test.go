@@ -8,6 +8,9 @@ package session_test
 // every app table must be identical, nothing created may be missing, hard
 // deletions must be erased everywhere, a further round must move nothing,
 // and store.Verify must find nothing wrong in any device's file.
+// In the slow run the apps also skip some of the engine's writes with
+// RAISE(IGNORE) triggers for a while, and undo edits of rows whose
+// incoming version waits (scenario_apps_test.go).
 // TestScenarioFaults (scenario_faults_test.go) runs the same scenario with
 // failing sticks, damaged bundles and cancelled imports.
 //
@@ -331,6 +334,11 @@ type scSim struct {
 	// and then edit or delete rows whose versions wait (random scenarios
 	// only; the targeted tests built by newTestSim write what they say).
 	waits bool
+	// steps counts the steps; ignores are the app triggers that skip
+	// some of the engine's writes until their step (random scenarios
+	// only, see scenario_apps_test.go).
+	steps   int
+	ignores []scIgnore
 }
 
 func (s *scSim) logf(format string, args ...any) {
@@ -494,6 +502,9 @@ func scRun(t *testing.T, seed uint64, templates []string, totals *scCounts, faul
 			s.resolve(d)
 		}
 	}
+	// The apps drop the triggers that skip the engine's writes and have
+	// it write what waits.
+	s.dropIgnores(true)
 	s.logf("-- final rounds")
 	s.final = true
 	s.converge()
@@ -507,6 +518,18 @@ func scRun(t *testing.T, seed uint64, templates []string, totals *scCounts, faul
 
 // step makes a few app changes (cheap), and sometimes moves a bundle (dear).
 func (s *scSim) step() {
+	s.steps++
+	if s.waits && scIgnoreOn() {
+		s.dropIgnores(false)
+		if s.rng.IntN(3) == 0 {
+			s.ignoreWrites()
+		}
+		// The app edits rows whose incoming version waits while it skips
+		// the engine's writes.
+		if d := s.dev(); s.ignoring(d) && s.rng.IntN(2) == 0 {
+			s.waitingEdits(d)
+		}
+	}
 	for range 1 + s.rng.IntN(3) {
 		if s.rng.IntN(5) == 0 {
 			s.concurrentEdit()
@@ -1104,8 +1127,13 @@ func (s *scSim) importBundle(bf *scBundle, d *scDevice) {
 	s.check(err, "device %d: import %s", d.idx, bf.path)
 	s.observe(d)
 	s.imported(bf, d, res)
-	if busy {
+	if s.waits && scAppsOn() {
+		s.checkWritten(d)
+	}
+	if busy || s.waits && s.ignoring(d) {
 		s.waitingEdits(d)
+	}
+	if busy {
 		for _, tb := range scTables {
 			s.exec(d, `DROP TRIGGER busy_`+tb.name)
 		}
@@ -1640,7 +1668,7 @@ func TestCascadeThroughEngineDeletion(t *testing.T) {
 // waits to reach the app (dirty, not deleted): the app still shows the
 // version before the incoming one.
 func (s *scSim) waitingEdits(d *scDevice) {
-	rows, err := d.app.Query(`SELECT id, model_name FROM morango_store WHERE dirty_bit AND NOT deleted ORDER BY ` + scStoreOrder)
+	rows, err := d.app.Query(`SELECT id, model_name FROM morango_store WHERE dirty_bit ORDER BY ` + scStoreOrder)
 	s.check(err, "waiting records")
 	type rec struct{ id, model string }
 	var recs []rec
@@ -1664,7 +1692,15 @@ func (s *scSim) waitingEdits(d *scDevice) {
 		if n == 0 {
 			continue
 		}
-		switch s.rng.IntN(4) {
+		k := 4
+		if scUndoOn() {
+			k = 5
+		}
+		switch s.rng.IntN(k) {
+		case 3:
+			if scUndoOn() {
+				s.editUndo(d, ti, r.id)
+			}
 		case 0, 1:
 			s.stats["waiting-edit"]++
 			s.update(d, ti, r.id)
