@@ -60,7 +60,29 @@ func (s *scSim) ignoreWrites() {
 				}
 			}
 		} else {
-			cand = s.liveIDs(d, table)
+			// Preferably rows another device holds another version of:
+			// their next import into d brings it.
+			head := func(o *scDevice, id string) string {
+				var h string
+				err := o.app.QueryRow(`SELECT last_saved_instance || ':' || last_saved_counter FROM morango_store WHERE id = ?`, id).Scan(&h)
+				if err != nil && !errors.Is(err, sql.ErrNoRows) {
+					s.check(err, "head of %s", id)
+				}
+				return h
+			}
+			live := s.liveIDs(d, table)
+			for _, id := range live {
+				mine := head(d, id)
+				for _, o := range s.devs {
+					if h := head(o, id); o != d && h != "" && h != mine {
+						cand = append(cand, id)
+						break
+					}
+				}
+			}
+			if len(cand) == 0 {
+				cand = live
+			}
 		}
 		if len(cand) == 0 {
 			return

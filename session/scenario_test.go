@@ -1694,13 +1694,11 @@ func (s *scSim) waitingEdits(d *scDevice) {
 		}
 		k := 4
 		if scUndoOn() {
-			k = 5
+			k = 6
 		}
 		switch s.rng.IntN(k) {
-		case 3:
-			if scUndoOn() {
-				s.editUndo(d, ti, r.id)
-			}
+		case 4, 5:
+			s.editUndo(d, ti, r.id)
 		case 0, 1:
 			s.stats["waiting-edit"]++
 			s.update(d, ti, r.id)
