@@ -106,9 +106,18 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 	if err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM morango_dirty WHERE error <> '')`).Scan(&d.waiting); err != nil {
 		return res, err
 	}
+	var err error
+	if d.apps, err = db.appWrites(ctx, tx); err != nil {
+		return res, err
+	}
 	for _, m := range db.profile.Ordered() {
 		if err := d.model(ctx, m, &res); err != nil {
 			return res, fmt.Errorf("deserialize %s: %w", m.Name, err)
+		}
+	}
+	if d.apps {
+		if err := db.endAppWrites(ctx, tx); err != nil {
+			return res, err
 		}
 	}
 	if err := d.exec(ctx, `DELETE FROM morango_applying`, `DELETE FROM temp.morango_incoming`, `DELETE FROM temp.morango_todo`,
@@ -116,7 +125,7 @@ func (db *DB) deserialize(ctx context.Context, tx *sql.Tx) (DeserializeResult, e
 		`DELETE FROM temp.morango_kept`); err != nil {
 		return res, err
 	}
-	err := tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_store WHERE dirty_bit AND profile = ?`, db.profile.Name).Scan(&res.Pending)
+	err = tx.QueryRowContext(ctx, `SELECT count(*) FROM morango_store WHERE dirty_bit AND profile = ?`, db.profile.Name).Scan(&res.Pending)
 	return res, err
 }
 
@@ -136,6 +145,9 @@ type deserializer struct {
 	// deleted from it, replaces the change of its row, which then waits
 	// no more.
 	waiting bool
+	// apps: the app's own triggers may write rows as the engine writes
+	// others; each write names its rows first (see appWrites).
+	apps bool
 }
 
 func (d *deserializer) exec(ctx context.Context, stmts ...string) error {
@@ -450,6 +462,9 @@ func (d *deserializer) remove(ctx context.Context, table string, cols []string, 
 	if err := d.noteWaiting(ctx, table, cols, `SELECT rid FROM (`+rids+`)`); err != nil {
 		return err
 	}
+	if err := engineWrites(ctx, d.tx, d.apps, `SELECT s.id FROM (`+rids+`) r CROSS JOIN morango_store s ON s.rowid = r.rid`); err != nil {
+		return err
+	}
 	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_remove`); err != nil {
 		return err
 	}
@@ -744,9 +759,12 @@ func (d *deserializer) breakCycle(ctx context.Context, t *tableInfo, cols []stri
 	left := d.left // done counts the rows written off; a rollback brings them back
 	var written int64
 	var stuck []int64
-	err = d.exec(ctx, `DROP TABLE IF EXISTS temp.morango_cycle`,
-		fmt.Sprintf(`CREATE TEMP TABLE morango_cycle AS SELECT id, %s FROM %s WHERE id IN (%s)`, strings.Join(keep, ", "), table, rows),
-		fmt.Sprintf(`UPDATE %s SET %s WHERE id IN (%s)`, table, strings.Join(sets, ", "), rows))
+	err = engineWrites(ctx, d.tx, d.apps, rows)
+	if err == nil {
+		err = d.exec(ctx, `DROP TABLE IF EXISTS temp.morango_cycle`,
+			fmt.Sprintf(`CREATE TEMP TABLE morango_cycle AS SELECT id, %s FROM %s WHERE id IN (%s)`, strings.Join(keep, ", "), table, rows),
+			fmt.Sprintf(`UPDATE %s SET %s WHERE id IN (%s)`, table, strings.Join(sets, ", "), rows))
+	}
 	if err == nil {
 		written, stuck, _, err = d.writeEach(ctx, t, cols, rids)
 	}
@@ -1091,6 +1109,9 @@ func (d *deserializer) ignored(ctx context.Context, t *tableInfo, cols []string,
 // how many rows it wrote.
 func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, rids string) (int64, error) {
 	table := quote(t.Name)
+	if err := engineWrites(ctx, d.tx, d.apps, fmt.Sprintf(`SELECT s.id FROM morango_store s WHERE s.rowid IN (%s)`, rids)); err != nil {
+		return 0, err
+	}
 	// An empty table (the first import of a device) has no rows to update,
 	// and the rows inserted need not be looked for.
 	var empty bool

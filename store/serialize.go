@@ -360,11 +360,25 @@ func (s *serializer) hardDelete(ctx context.Context, res *SerializeResult) error
 	if err != nil {
 		return err
 	}
+	// The app's own triggers may delete other rows with these (see
+	// appWrites): those deletions are the app's.
+	apps, err := s.db.appWrites(ctx, s.tx)
+	if err == nil {
+		err = engineWrites(ctx, s.tx, apps, `SELECT id FROM temp.morango_erase`)
+	}
+	if err != nil {
+		return err
+	}
 	for _, m := range s.db.profile.Models {
 		err := s.exec(ctx,
 			fmt.Sprintf(`DELETE FROM %s WHERE id IN (SELECT id FROM temp.morango_erase)`, quote(m.Table)),
 			fmt.Sprintf(`DELETE FROM morango_dirty WHERE model = %s AND id IN (SELECT id FROM temp.morango_erase)`, literal(m.Name)))
 		if err != nil {
+			return err
+		}
+	}
+	if apps {
+		if err := s.db.endAppWrites(ctx, s.tx); err != nil {
 			return err
 		}
 	}

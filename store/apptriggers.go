@@ -1,0 +1,94 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+)
+
+// The change-tracking triggers are off while the engine writes app rows
+// (morango_applying holds a row), so that its writes are not taken for the
+// app's. But the app's own triggers may write other rows of synced tables
+// at that moment: a welcome note for each new person, the notes of a person
+// the engine deletes. Those rows are the app's changes, made on this
+// device, and must be synced like any other.
+//
+// When the app has triggers of its own on synced tables, an engine write
+// of app rows runs with appWrites: temporary triggers, on the engine's
+// connection only, list in morango_dirty every row written while the
+// engine writes except those the engine itself writes, which it names
+// first in temp.morango_writing (engineWrites). A row the engine writes and
+// an app trigger then changes (a time stamp on the row itself) is the
+// engine's: syncing such a change would make a new version at each device
+// that receives the row, for ever.
+
+// appWrites creates the temporary triggers if the app has triggers of its
+// own on the synced tables, and returns whether it did. endAppWrites drops
+// them; both run in the transaction of the engine's writes, so that a
+// rollback drops them too.
+func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
+	var own bool
+	tables := make([]any, 0, len(db.profile.Models))
+	in := ""
+	for i, m := range db.profile.Models {
+		tables = append(tables, m.Table)
+		if i > 0 {
+			in += ", "
+		}
+		in += "?"
+	}
+	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'trigger'
+		AND name NOT LIKE 'morango\_%' ESCAPE '\' AND tbl_name IN (`+in+`))`, tables...).Scan(&own)
+	if err != nil || !own {
+		return false, err
+	}
+	stmts := []string{
+		`CREATE TEMP TABLE IF NOT EXISTS morango_writing (id TEXT PRIMARY KEY) WITHOUT ROWID`,
+		`DELETE FROM temp.morango_writing`,
+	}
+	for _, m := range db.profile.Models {
+		t, model := quote(m.Table), literal(m.Name)
+		guard := func(ref string) string {
+			return fmt.Sprintf(`WHEN EXISTS (SELECT 1 FROM main.morango_applying) AND %s.id NOT IN (SELECT id FROM temp.morango_writing)`, ref)
+		}
+		mark := func(ref string) string {
+			return fmt.Sprintf(`INSERT INTO main.morango_dirty (model, id) VALUES (%s, %s.id) ON CONFLICT (model, id) DO UPDATE SET error = '';`, model, ref)
+		}
+		name := func(op string) string { return quote("morango_app_" + m.Table + "_" + op) }
+		stmts = append(stmts,
+			fmt.Sprintf(`CREATE TEMP TRIGGER IF NOT EXISTS %s AFTER INSERT ON main.%s %s BEGIN %s END`, name("insert"), t, guard("NEW"), mark("NEW")),
+			fmt.Sprintf(`CREATE TEMP TRIGGER IF NOT EXISTS %s AFTER UPDATE ON main.%s %s BEGIN %s %s END`, name("update"), t, guard("NEW"), mark("NEW"),
+				fmt.Sprintf(`INSERT INTO main.morango_dirty (model, id) SELECT %s, OLD.id WHERE OLD.id IS NOT NEW.id ON CONFLICT (model, id) DO UPDATE SET error = '';`, model)),
+			fmt.Sprintf(`CREATE TEMP TRIGGER IF NOT EXISTS %s AFTER DELETE ON main.%s %s BEGIN %s END`, name("delete"), t, guard("OLD"), mark("OLD")),
+		)
+	}
+	for _, q := range stmts {
+		if _, err := tx.ExecContext(ctx, q); err != nil {
+			return false, fmt.Errorf("track the app's own writes: %w", err)
+		}
+	}
+	return true, nil
+}
+
+// endAppWrites drops what appWrites made.
+func (db *DB) endAppWrites(ctx context.Context, tx *sql.Tx) error {
+	for _, m := range db.profile.Models {
+		for _, op := range []string{"insert", "update", "delete"} {
+			if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS temp.`+quote("morango_app_"+m.Table+"_"+op)); err != nil {
+				return fmt.Errorf("stop tracking the app's own writes: %w", err)
+			}
+		}
+	}
+	_, err := tx.ExecContext(ctx, `DELETE FROM temp.morango_writing`)
+	return err
+}
+
+// engineWrites names in temp.morango_writing the rows that the engine is
+// about to write, whose ids the query ids selects, when appWrites is on.
+func engineWrites(ctx context.Context, tx *sql.Tx, on bool, ids string) error {
+	if !on {
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `INSERT INTO temp.morango_writing (id) SELECT id FROM (`+ids+`) WHERE true ON CONFLICT DO NOTHING`)
+	return err
+}
