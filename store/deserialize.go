@@ -565,58 +565,101 @@ func column[T any](ctx context.Context, q execer, query string, args ...any) ([]
 // other's values under a unique index together (breakCycle), and the
 // refused ones stay on the list with the reason.
 func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (int64, error) {
-	if err := d.noteWaiting(ctx, quote(t.Name), cols, `SELECT rid FROM temp.morango_ready_rows`); err != nil {
+	const all = `SELECT rid FROM temp.morango_ready_rows`
+	if err := d.noteWaiting(ctx, quote(t.Name), cols, all); err != nil {
 		return 0, err
 	}
+	n, ok, err := d.writeBatch(ctx, t, cols, all)
+	if err != nil {
+		return 0, err
+	}
+	if ok {
+		_, err := d.done(ctx, all)
+		return n, err
+	}
+	// The rows the app refused before (their records wait with a reason)
+	// are the likely cause: the others are written together if they can
+	// be, so that a row the app refuses for good does not have every
+	// later batch of its table written row by row.
+	const fresh = `SELECT r.rid FROM temp.morango_ready_rows r CROSS JOIN morango_store s ON s.rowid = r.rid WHERE s.deserialization_error = ''`
+	const waited = `SELECT r.rid FROM temp.morango_ready_rows r CROSS JOIN morango_store s ON s.rowid = r.rid WHERE s.deserialization_error <> ''`
+	left := all
+	var nf, nw int64
+	err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+fresh+`)`).Scan(&nf)
+	if err == nil {
+		err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+waited+`)`).Scan(&nw)
+	}
+	if err != nil {
+		return 0, err
+	}
+	n = 0
+	if nf > 0 && nw > 0 {
+		if n, ok, err = d.writeBatch(ctx, t, cols, fresh); err != nil {
+			return 0, err
+		}
+		if ok {
+			if _, err := d.done(ctx, fresh); err != nil {
+				return 0, err
+			}
+			left = waited
+		} else {
+			n = 0
+		}
+	}
+	rids, err := rowids(ctx, d.tx, left)
+	if err != nil {
+		return 0, err
+	}
+	d.db.log.Debug("batch refused, writing rows one by one", "table", t.Name, "rows", len(rids))
+	written, stuck, clash, err := d.writeEach(ctx, t, cols, rids)
+	if err != nil {
+		return 0, err
+	}
+	var cycle []int64
+	for _, rid := range stuck {
+		if clash[rid] {
+			cycle = append(cycle, rid)
+		}
+	}
+	m, err := d.breakCycle(ctx, t, cols, cycle)
+	return n + written + m, err
+}
+
+// writeBatch writes the records the subquery rids lists in one statement
+// per table, and returns how many rows it wrote and whether it did: if the
+// app refuses one of the rows, or its trigger skips one without an error
+// (RAISE(IGNORE)), nothing is written.
+func (d *deserializer) writeBatch(ctx context.Context, t *tableInfo, cols []string, rids string) (int64, bool, error) {
 	if _, err := d.tx.ExecContext(ctx, `SAVEPOINT morango_write`); err != nil {
-		return 0, err
+		return 0, false, err
 	}
-	n, err := d.upsert(ctx, t, cols, `SELECT rid FROM temp.morango_ready_rows`)
+	n, err := d.upsert(ctx, t, cols, rids)
 	if err == nil {
 		// A trigger's RAISE(IGNORE) skips a row without an error: the
 		// rows are then written one by one, to find which.
 		var want int64
-		err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM temp.morango_ready_rows`).Scan(&want)
+		err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+rids+`)`).Scan(&want)
 		if err == nil && n < want {
-			if err = d.ignored(ctx, t, cols, `SELECT rid FROM temp.morango_ready_rows`); err == nil {
+			if err = d.ignored(ctx, t, cols, rids); err == nil {
 				n = want // the rows left as they were show their records
 			}
 		}
 	}
 	if err == nil {
 		_, err = d.tx.ExecContext(ctx, `RELEASE morango_write`)
-		if err != nil {
-			return 0, err
-		}
-		_, err := d.done(ctx, `SELECT rid FROM temp.morango_ready_rows`)
-		return n, err
+		return n, err == nil, err
 	}
 	if _, rerr := d.tx.ExecContext(ctx, `ROLLBACK TO morango_write`); rerr != nil {
-		return 0, rerr
+		return 0, false, rerr
 	}
 	if _, rerr := d.tx.ExecContext(ctx, `RELEASE morango_write`); rerr != nil {
-		return 0, rerr
+		return 0, false, rerr
 	}
 	if !refused(err) && err != errIgnored {
-		return 0, err
+		return 0, false, err
 	}
-	d.db.log.Debug("batch refused, writing rows one by one", "table", t.Name, "err", err)
-	rids, err := rowids(ctx, d.tx, `SELECT rid FROM temp.morango_ready_rows`)
-	if err != nil {
-		return 0, err
-	}
-	written, left, clash, err := d.writeEach(ctx, t, cols, rids)
-	if err != nil {
-		return 0, err
-	}
-	var cycle []int64
-	for _, rid := range left {
-		if clash[rid] {
-			cycle = append(cycle, rid)
-		}
-	}
-	n, err = d.breakCycle(ctx, t, cols, cycle)
-	return written + n, err
+	d.db.log.Debug("batch refused", "table", t.Name, "err", err)
+	return 0, false, nil
 }
 
 // writeEach writes the records rids one by one, and returns how many it

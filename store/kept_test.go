@@ -2,6 +2,9 @@ package store
 
 import (
 	"context"
+	"fmt"
+	"log/slog"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -191,3 +194,56 @@ func TestDiskFullIsNoRefusal(t *testing.T) {
 		t.Errorf("a full disk was taken for the app's refusal: %+v", d.storeRow(note1ID))
 	}
 }
+
+// One note the app refuses for good waits; every later batch of notes is
+// still written in one statement, and only the refused note is tried row
+// by row: the first refusal of a batch used to send all its rows one by
+// one, at every import.
+func TestRefusedRowDoesNotSplitLaterBatches(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	d.exec(`CREATE TRIGGER note_out BEFORE INSERT ON note WHEN NEW.id = '` + note2ID + `' AND EXISTS (SELECT 1 FROM morango_applying)
+		BEGIN SELECT RAISE(ABORT, 'kept out'); END`)
+	p := dsID + ":user-rw:" + aliceID
+	note := func(id string) string {
+		return `{"id":"` + id + `","dataset_id":"` + dsID + `","person_id":"` + aliceID + `","parent_id":null,"body":"x"}`
+	}
+	d.putRecord(note2ID, "note", p, note(note2ID), false)
+	if res, err := d.db.Deserialize(ctx); err != nil || res.Pending != 1 {
+		t.Fatalf("the refused note does not wait: %+v %v", res, err)
+	}
+	var rows []int64
+	d.db.log = slog.New(handlerFunc(func(r slog.Record) {
+		if r.Message == "batch refused, writing rows one by one" {
+			r.Attrs(func(a slog.Attr) bool {
+				if a.Key == "rows" {
+					rows = append(rows, a.Value.Int64())
+				}
+				return true
+			})
+		}
+	}))
+	for i := range 5 {
+		id := fmt.Sprintf("%d%s", 3+i, note1ID[1:])
+		d.putRecord(id, "note", p, note(id), false)
+	}
+	res, err := d.db.Deserialize(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Written != 5 || res.Pending != 1 {
+		t.Errorf("deserialize: %+v, want 5 written and the refused note pending", res)
+	}
+	// Notes reply to notes: a second wave tries the refused note again.
+	if len(rows) == 0 || slices.ContainsFunc(rows, func(n int64) bool { return n != 1 }) {
+		t.Errorf("rows written one by one, by pass: %v, want only the refused note each time", rows)
+	}
+}
+
+// handlerFunc is a slog handler that hands every record to a function.
+type handlerFunc func(slog.Record)
+
+func (h handlerFunc) Enabled(context.Context, slog.Level) bool      { return true }
+func (h handlerFunc) Handle(_ context.Context, r slog.Record) error { h(r); return nil }
+func (h handlerFunc) WithAttrs([]slog.Attr) slog.Handler            { return h }
+func (h handlerFunc) WithGroup(string) slog.Handler                 { return h }
