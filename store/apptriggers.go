@@ -23,7 +23,9 @@ import (
 // that receives the row, for ever.
 
 // appWrites creates the temporary triggers if the app has triggers of its
-// own on the synced tables, and returns whether it did. endAppWrites drops
+// own on the synced tables, and returns whether it did. Names of tables
+// are compared as SQLite does, without case: a trigger's tbl_name is the
+// name as its CREATE TRIGGER spelled it. endAppWrites drops
 // them; both run in the transaction of the engine's writes, so that a
 // rollback drops them too.
 func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
@@ -38,7 +40,7 @@ func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
 		in += "?"
 	}
 	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'trigger'
-		AND name NOT LIKE 'morango\_%' ESCAPE '\' AND tbl_name IN (`+in+`))`, tables...).Scan(&own)
+		AND name NOT LIKE 'morango\_%' ESCAPE '\' AND tbl_name COLLATE NOCASE IN (`+in+`))`, tables...).Scan(&own)
 	if err != nil || !own {
 		return false, err
 	}
