@@ -16,8 +16,8 @@ import (
 // When the app has triggers of its own on synced tables, an engine write
 // of app rows runs with appWrites: temporary triggers, on the engine's
 // connection only, list in morango_dirty every row written while the
-// engine writes except those the engine itself writes, which it names
-// first in temp.morango_writing (engineWrites). A row the engine writes and
+// engine writes except those the engine's statement itself writes, which
+// it names first in temp.morango_writing (engineWrites). A row the engine writes and
 // an app trigger then changes (a time stamp on the row itself) is the
 // engine's: syncing such a change would make a new version at each device
 // that receives the row, for ever.
@@ -85,12 +85,20 @@ func (db *DB) endAppWrites(ctx context.Context, tx *sql.Tx) error {
 	return err
 }
 
-// engineWrites names in temp.morango_writing the rows that the engine is
-// about to write, whose ids the query ids selects, when appWrites is on.
+// engineWrites names in temp.morango_writing the rows that the engine's
+// next statement writes, whose ids the query ids selects, when appWrites
+// is on. The names of earlier statements go: a row the engine wrote before
+// and an app trigger changes as the engine writes another (a person
+// marked as a writer when her note comes) is the app's change, as it
+// would be had the engine not written the row in the same
+// deserialization.
 func engineWrites(ctx context.Context, tx *sql.Tx, on bool, ids string) error {
 	if !on {
 		return nil
 	}
-	_, err := tx.ExecContext(ctx, `INSERT INTO temp.morango_writing (id) SELECT id FROM (`+ids+`) WHERE true ON CONFLICT DO NOTHING`)
+	_, err := tx.ExecContext(ctx, `DELETE FROM temp.morango_writing`)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, `INSERT INTO temp.morango_writing (id) SELECT id FROM (`+ids+`) WHERE true ON CONFLICT DO NOTHING`)
+	}
 	return err
 }

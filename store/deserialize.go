@@ -813,9 +813,14 @@ func (d *deserializer) breakCycle(ctx context.Context, t *tableInfo, cols []stri
 	}
 	if err == nil && written > 0 && len(stuck) > 0 {
 		err = d.exec(ctx, `DELETE FROM temp.morango_cycle_rows`,
-			`INSERT INTO temp.morango_cycle_rows (rid) SELECT value FROM json_each(`+literal(jsonInts(stuck))+`)`,
-			fmt.Sprintf(`UPDATE %s SET %s FROM temp.morango_cycle AS morango_old WHERE morango_old.id = %s.id AND morango_old.id IN (%s)`,
+			`INSERT INTO temp.morango_cycle_rows (rid) SELECT value FROM json_each(`+literal(jsonInts(stuck))+`)`)
+		if err == nil {
+			err = engineWrites(ctx, d.tx, d.apps, rows)
+		}
+		if err == nil {
+			err = d.exec(ctx, fmt.Sprintf(`UPDATE %s SET %s FROM temp.morango_cycle AS morango_old WHERE morango_old.id = %s.id AND morango_old.id IN (%s)`,
 				table, strings.Join(restore, ", "), table, rows))
+		}
 	}
 	if err == nil && written > 0 {
 		err = d.exec(ctx, `RELEASE morango_cycle`, `DROP TABLE temp.morango_cycle`)
@@ -1191,6 +1196,11 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 	q := insertSQL(t, cols) + fmt.Sprintf(` FROM morango_store s WHERE s.rowid IN (%s)`, rids)
 	if !empty {
 		q += fmt.Sprintf(` AND NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, table)
+		// The rows the update wrote are the engine's no more.
+		if err := engineWrites(ctx, d.tx, d.apps, fmt.Sprintf(`SELECT s.id FROM morango_store s WHERE s.rowid IN (%s)
+			AND NOT EXISTS (SELECT 1 FROM %s a WHERE a.id = s.id)`, rids, table)); err != nil {
+			return 0, err
+		}
 	}
 	defer since(q, time.Now())
 	r, err := d.tx.ExecContext(ctx, q)
