@@ -154,7 +154,15 @@ func (s *scSim) ignoring(d *scDevice) bool {
 	return false
 }
 
-func scAppsOn() bool   { return scSlow() || os.Getenv("MORANGO_SC_APPS") == "1" }
+func scAppsOn() bool { return scSlow() || os.Getenv("MORANGO_SC_APPS") == "1" }
+
+// scCascadeOn has every device's app delete a person's notes with her, by
+// a trigger of its own (MORANGO_SC_CASCADE=1): the notes it deletes as the
+// engine deletes a person are the app's deletions.
+func scCascadeOn() bool { return os.Getenv("MORANGO_SC_CASCADE") == "1" }
+
+const scCascadeTrigger = `CREATE TRIGGER notes_go AFTER DELETE ON person BEGIN DELETE FROM note WHERE person_id = OLD.id; END`
+
 func scIgnoreOn() bool { return scAppsOn() && os.Getenv("MORANGO_SC_IGNORE") != "0" }
 func scUndoOn() bool   { return scAppsOn() && os.Getenv("MORANGO_SC_UNDO") != "0" }
 

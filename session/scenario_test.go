@@ -385,6 +385,10 @@ func (s *scSim) newDevice(i int, template string) *scDevice {
 	if template == "" {
 		_, err = app.Exec(scenarioSchema)
 		s.check(err, "app schema")
+		if scCascadeOn() {
+			_, err = app.Exec(scCascadeTrigger)
+			s.check(err, "app trigger")
+		}
 		db, err = store.Init(ctx, d.path, scFixture.prof, opts)
 		s.check(err, "init device %d", i)
 		s.check(db.Close(), "close")
