@@ -47,14 +47,22 @@ func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
 	stmts := []string{
 		`CREATE TEMP TABLE IF NOT EXISTS morango_writing (id TEXT PRIMARY KEY) WITHOUT ROWID`,
 		`DELETE FROM temp.morango_writing`,
+		`CREATE TEMP TABLE IF NOT EXISTS morango_waited (model TEXT NOT NULL, id TEXT NOT NULL, PRIMARY KEY (model, id)) WITHOUT ROWID`,
+		`DELETE FROM temp.morango_waited`,
 	}
 	for _, m := range db.profile.Models {
 		t, model := quote(m.Table), literal(m.Name)
 		guard := func(ref string) string {
 			return fmt.Sprintf(`WHEN EXISTS (SELECT 1 FROM main.morango_applying) AND %s.id NOT IN (SELECT id FROM temp.morango_writing)`, ref)
 		}
+		// A change of the row that waited (morango_dirty with an error)
+		// is noted as waiting all the same (temp.morango_waited): the
+		// engine may write the row's record next, and the change it
+		// replaces is logged (deserializer.done).
 		mark := func(ref string) string {
-			return fmt.Sprintf(`INSERT INTO main.morango_dirty (model, id) VALUES (%s, %s.id) ON CONFLICT (model, id) DO UPDATE SET error = '';`, model, ref)
+			return fmt.Sprintf(`INSERT INTO temp.morango_waited (model, id) SELECT model, id FROM main.morango_dirty
+				WHERE model = %[1]s AND id = %[2]s.id AND error <> '' ON CONFLICT DO NOTHING;
+				INSERT INTO main.morango_dirty (model, id) VALUES (%[1]s, %[2]s.id) ON CONFLICT (model, id) DO UPDATE SET error = '';`, model, ref)
 		}
 		name := func(op string) string { return quote("morango_app_" + m.Table + "_" + op) }
 		stmts = append(stmts,
@@ -82,7 +90,20 @@ func (db *DB) endAppWrites(ctx context.Context, tx *sql.Tx) error {
 		}
 	}
 	_, err := tx.ExecContext(ctx, `DELETE FROM temp.morango_writing`)
+	if err == nil {
+		_, err = tx.ExecContext(ctx, `DELETE FROM temp.morango_waited`)
+	}
 	return err
+}
+
+// waitedSQL is the condition that the morango_dirty entry aliased w is an
+// app change that waits: it has an error, or had one when an app trigger
+// changed its row during this deserialization (appWrites).
+func waitedSQL(apps bool, w string) string {
+	if !apps {
+		return w + `.error <> ''`
+	}
+	return fmt.Sprintf(`(%[1]s.error <> '' OR EXISTS (SELECT 1 FROM temp.morango_waited x WHERE x.model = %[1]s.model AND x.id = %[1]s.id))`, w)
 }
 
 // engineWrites names in temp.morango_writing the rows that the engine's

@@ -83,3 +83,33 @@ func TestAppTriggerChangeOfRowUpdatedInTheSameBatchIsSynced(t *testing.T) {
 		t.Errorf("the app shows the mark its trigger set, the record does not: %+v", r)
 	}
 }
+
+// A note's edit waits (a separator in its dataset_id: it cannot become a
+// version). The app stamps a person's notes when the person changes (a
+// trigger of its own). Another device renames the person and edits the
+// note: the engine writes the person, the app's trigger touches the note,
+// and then the engine writes the note's incoming version over the edit
+// that waited. That edit never reaches another device: like any waiting
+// edit an incoming version replaces, it must be kept in the conflict log,
+// not vanish because an app trigger touched the row first.
+func TestAppTriggerTouchingAWaitingEditKeepsItLogged(t *testing.T) {
+	ctx := context.Background()
+	d := seedKept(t, ctx)
+	d.exec(`UPDATE note SET dataset_id = dataset_id || ':x' WHERE id = ?`, note1ID)
+	if res := d.serialize(ctx); res.Failed != 1 {
+		t.Fatalf("edit: %+v, want it to wait", res)
+	}
+	d.exec(`CREATE TRIGGER stamp AFTER UPDATE OF name ON person BEGIN
+		UPDATE note SET body = body || '.' WHERE person_id = NEW.id; END`)
+	d.putRecord(aliceID, "person", dsID+":user-ro:"+aliceID, `{"id":"`+aliceID+`","dataset_id":"`+dsID+`","name":"Alicia"}`, false)
+	d.putRecord(note1ID, "note", dsID+":user-rw:"+aliceID, `{"id":"`+note1ID+`","dataset_id":"`+dsID+`","person_id":"`+aliceID+`","parent_id":null,"body":"theirs"}`, false)
+	if _, err := d.db.Deserialize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n := d.count(`SELECT count(*) FROM note WHERE id = ? AND body = 'theirs'`, note1ID); n != 1 {
+		t.Fatalf("the app does not show the incoming version of the note")
+	}
+	if n := d.count(`SELECT count(*) FROM morango_conflictlog WHERE record_id = ? AND serialized LIKE '%:x%'`, note1ID); n != 1 {
+		t.Errorf("the waiting edit the incoming version replaced is not logged")
+	}
+}

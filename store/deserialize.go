@@ -181,7 +181,7 @@ const todo = `temp.morango_todo t CROSS JOIN morango_store s ON s.rowid = t.rid`
 func (d *deserializer) done(ctx context.Context, rids string) (int64, error) {
 	if d.waiting {
 		// A hard deletion that waited goes with it (see serializer.hardDelete).
-		const waited = `SELECT d.model, d.id FROM morango_dirty d WHERE d.error <> ''
+		waited := `SELECT d.model, d.id FROM morango_dirty d WHERE ` + waitedSQL(d.apps, "d") + `
 			AND (d.model, d.id) IN (SELECT s.model_name, s.id FROM morango_store s WHERE s.rowid IN (%s))`
 		if err := d.exec(ctx,
 			// The changes the rows held, noted before they were written
@@ -1225,9 +1225,9 @@ func (d *deserializer) noteWaiting(ctx context.Context, table string, cols []str
 	}
 	return d.exec(ctx, fmt.Sprintf(`INSERT OR REPLACE INTO temp.morango_replaced (model, id, serialized, deleted)
 		SELECT s.model_name, s.id, CASE WHEN a.id IS NULL THEN '' ELSE %s END, a.id IS NULL
-		FROM morango_store s JOIN morango_dirty w ON w.model = s.model_name AND w.id = s.id AND w.error <> ''
+		FROM morango_store s JOIN morango_dirty w ON w.model = s.model_name AND w.id = s.id AND %s
 			LEFT JOIN %s a ON a.id = s.id
-		WHERE s.rowid IN (%s)`, jsonObjectSQL("a", cols), table, rids))
+		WHERE s.rowid IN (%s)`, jsonObjectSQL("a", cols), waitedSQL(d.apps, "w"), table, rids))
 }
 
 // recordValue is the value of column c in the record of the store row
