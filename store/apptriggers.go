@@ -3,6 +3,7 @@ package store
 import (
 	"context"
 	"database/sql"
+	"encoding/json"
 	"fmt"
 )
 
@@ -29,18 +30,27 @@ import (
 // them; both run in the transaction of the engine's writes, so that a
 // rollback drops them too.
 func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
+	// The change-tracking triggers that init installs are the engine's;
+	// any other trigger, whatever its name, is the app's.
 	var own bool
-	tables := make([]any, 0, len(db.profile.Models))
-	in := ""
-	for i, m := range db.profile.Models {
+	var tables, ours []string
+	for _, m := range db.profile.Models {
 		tables = append(tables, m.Table)
-		if i > 0 {
-			in += ", "
+		for _, op := range []string{"insert", "update", "delete"} {
+			ours = append(ours, "morango_"+m.Table+"_"+op)
 		}
-		in += "?"
 	}
-	err := tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'trigger'
-		AND name NOT LIKE 'morango\_%' ESCAPE '\' AND tbl_name COLLATE NOCASE IN (`+in+`))`, tables...).Scan(&own)
+	tj, err := json.Marshal(tables)
+	if err != nil {
+		return false, err
+	}
+	oj, err := json.Marshal(ours)
+	if err != nil {
+		return false, err
+	}
+	err = tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM main.sqlite_master WHERE type = 'trigger'
+		AND tbl_name COLLATE NOCASE IN (SELECT value FROM json_each(?1)) AND name NOT IN (SELECT value FROM json_each(?2)))`,
+		string(tj), string(oj)).Scan(&own)
 	if err != nil || !own {
 		return false, err
 	}
