@@ -163,6 +163,16 @@ func scCascadeOn() bool { return os.Getenv("MORANGO_SC_CASCADE") == "1" }
 
 const scCascadeTrigger = `CREATE TRIGGER notes_go AFTER DELETE ON person BEGIN DELETE FROM note WHERE person_id = OLD.id; END`
 
+// scWelcomeOn has every device's app write a welcome note for each new
+// person, by a trigger of its own (MORANGO_SC_WELCOME=1), also as the
+// engine writes her: the note's id is drawn from the person's, so every
+// device makes the same record.
+func scWelcomeOn() bool { return os.Getenv("MORANGO_SC_WELCOME") == "1" }
+
+const scWelcomeTrigger = `CREATE TRIGGER welcome AFTER INSERT ON person BEGIN
+	INSERT INTO note (id, dataset_id, person_id, body) VALUES (substr(NEW.id, 1, 24) || 'eeeeeeee', NEW.dataset_id, NEW.id, 'welcome')
+	ON CONFLICT (id) DO NOTHING; END`
+
 func scIgnoreOn() bool { return scAppsOn() && os.Getenv("MORANGO_SC_IGNORE") != "0" }
 func scUndoOn() bool   { return scAppsOn() && os.Getenv("MORANGO_SC_UNDO") != "0" }
 

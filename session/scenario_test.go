@@ -389,6 +389,10 @@ func (s *scSim) newDevice(i int, template string) *scDevice {
 			_, err = app.Exec(scCascadeTrigger)
 			s.check(err, "app trigger")
 		}
+		if scWelcomeOn() {
+			_, err = app.Exec(scWelcomeTrigger)
+			s.check(err, "app trigger")
+		}
 		db, err = store.Init(ctx, d.path, scFixture.prof, opts)
 		s.check(err, "init device %d", i)
 		s.check(db.Close(), "close")
