@@ -18,16 +18,16 @@ import (
 // of app rows runs with appWrites: temporary triggers, on the engine's
 // connection only, list in morango_dirty every row written while the
 // engine writes except those the engine's statement itself writes, which
-// it names first in temp.morango_writing (engineWrites). A row the engine writes and
-// an app trigger then changes (a time stamp on the row itself) is the
-// engine's: syncing such a change would make a new version at each device
-// that receives the row, for ever.
+// it names first in temp.morango_writing (engineWrites). A row the
+// engine's statement writes and an app trigger changes meanwhile (a time
+// stamp on the row itself) is the engine's: syncing such a change would
+// make a new version at each device that receives the row, for ever. A
+// row the engine wrote in an earlier statement is the app's to change.
 
 // appWrites creates the temporary triggers if the app has triggers of its
 // own on the synced tables, and returns whether it did. Names of tables
 // are compared as SQLite does, without case: a trigger's tbl_name is the
-// name as its CREATE TRIGGER spelled it. endAppWrites drops
-// them; both run in the transaction of the engine's writes, so that a
+// name as its CREATE TRIGGER spelled it. endAppWrites drops them; both run in the transaction of the engine's writes, so that a
 // rollback drops them too.
 func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
 	// The change-tracking triggers that init installs are the engine's;
