@@ -16,17 +16,7 @@ func TestAppTriggerNamedInOtherCaseIsSeen(t *testing.T) {
 	d := seedKept(t, ctx)
 	d.exec(`CREATE TRIGGER welcome AFTER INSERT ON PERSON BEGIN
 		INSERT INTO note (id, dataset_id, person_id, body) VALUES (lower(hex(randomblob(16))), NEW.dataset_id, NEW.id, 'welcome'); END`)
-	d.putRecord(bobID, "person", dsID+":user-ro:"+bobID, `{"id":"`+bobID+`","dataset_id":"`+dsID+`","name":"Bob"}`, false)
-	if _, err := d.db.Deserialize(ctx); err != nil {
-		t.Fatal(err)
-	}
-	d.serialize(ctx)
-	if n := d.count(`SELECT count(*) FROM note WHERE body = 'welcome'`); n != 1 {
-		t.Fatalf("%d welcome notes in the app, want 1", n)
-	}
-	if n := d.count(`SELECT count(*) FROM note WHERE body = 'welcome' AND id NOT IN (SELECT id FROM morango_store)`); n != 0 {
-		t.Errorf("%d notes the app wrote are not in the store", n)
-	}
+	welcomeSynced(t, ctx, d)
 }
 
 // The app marks a person as a writer when a note of hers is inserted (its
@@ -121,15 +111,5 @@ func TestAppTriggerWithMorangoLikeNameIsSeen(t *testing.T) {
 	d := seedKept(t, ctx)
 	d.exec(`CREATE TRIGGER morango_welcome AFTER INSERT ON person BEGIN
 		INSERT INTO note (id, dataset_id, person_id, body) VALUES (lower(hex(randomblob(16))), NEW.dataset_id, NEW.id, 'welcome'); END`)
-	d.putRecord(bobID, "person", dsID+":user-ro:"+bobID, `{"id":"`+bobID+`","dataset_id":"`+dsID+`","name":"Bob"}`, false)
-	if _, err := d.db.Deserialize(ctx); err != nil {
-		t.Fatal(err)
-	}
-	d.serialize(ctx)
-	if n := d.count(`SELECT count(*) FROM note WHERE body = 'welcome'`); n != 1 {
-		t.Fatalf("%d welcome notes in the app, want 1", n)
-	}
-	if n := d.count(`SELECT count(*) FROM note WHERE body = 'welcome' AND id NOT IN (SELECT id FROM morango_store)`); n != 0 {
-		t.Errorf("%d notes the app wrote are not in the store", n)
-	}
+	welcomeSynced(t, ctx, d)
 }

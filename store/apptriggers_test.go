@@ -16,17 +16,7 @@ func TestAppTriggerRowWrittenDuringDeserializationIsSynced(t *testing.T) {
 	d := seedKept(t, ctx)
 	d.exec(`CREATE TRIGGER welcome AFTER INSERT ON person BEGIN
 		INSERT INTO note (id, dataset_id, person_id, body) VALUES (lower(hex(randomblob(16))), NEW.dataset_id, NEW.id, 'welcome'); END`)
-	d.putRecord(bobID, "person", dsID+":user-ro:"+bobID, `{"id":"`+bobID+`","dataset_id":"`+dsID+`","name":"Bob"}`, false)
-	if _, err := d.db.Deserialize(ctx); err != nil {
-		t.Fatal(err)
-	}
-	d.serialize(ctx)
-	if n := d.count(`SELECT count(*) FROM note WHERE body = 'welcome'`); n != 1 {
-		t.Fatalf("%d welcome notes in the app, want 1", n)
-	}
-	if n := d.count(`SELECT count(*) FROM note WHERE body = 'welcome' AND id NOT IN (SELECT id FROM morango_store)`); n != 0 {
-		t.Errorf("%d notes the app wrote are not in the store", n)
-	}
+	welcomeSynced(t, ctx, d)
 	if n := d.count(`SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger'`); n != 0 {
 		t.Errorf("%d temporary triggers left after the deserialization", n)
 	}
@@ -95,5 +85,23 @@ func TestAppTriggerCascadeOfHardDeletionIsSynced(t *testing.T) {
 	d.serialize(ctx)
 	if r := d.storeRow(note1ID); r == nil || !r.Deleted {
 		t.Errorf("the note the app deleted is live in the store: %+v", r)
+	}
+}
+
+// welcomeSynced has the engine write Bob, whom another device made, on a
+// device whose app writes a welcome note for each new person by a trigger
+// of its own, and checks that the note the app wrote became a record.
+func welcomeSynced(t *testing.T, ctx context.Context, d *device) {
+	t.Helper()
+	d.putRecord(bobID, "person", dsID+":user-ro:"+bobID, `{"id":"`+bobID+`","dataset_id":"`+dsID+`","name":"Bob"}`, false)
+	if _, err := d.db.Deserialize(ctx); err != nil {
+		t.Fatal(err)
+	}
+	d.serialize(ctx)
+	if n := d.count(`SELECT count(*) FROM note WHERE body = 'welcome'`); n != 1 {
+		t.Fatalf("%d welcome notes in the app, want 1", n)
+	}
+	if n := d.count(`SELECT count(*) FROM note WHERE body = 'welcome' AND id NOT IN (SELECT id FROM morango_store)`); n != 0 {
+		t.Errorf("%d notes the app wrote are not in the store", n)
 	}
 }
