@@ -15,20 +15,9 @@ import (
 // tablet would go back and delete the learner's progress in a lesson the
 // facility keeps, edits and shows.
 func TestPendingParentKeepsChildren(t *testing.T) {
-	const schema = lessonTable + `
-CREATE TABLE lessonlog (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, user_id TEXT NOT NULL, lesson_id TEXT NOT NULL, progress REAL);`
-	const models = lessonModel + `
-	{"name": "lessonlog", "table": "lessonlog", "partition": "${dataset_id}:user-rw:${user_id}", "foreign_keys": {"lesson_id": "lesson", "user_id": "facilityuser"}},`
+	fac, home, f, lesson, log := lessonLogDevices(t)
 	dir := t.TempDir()
 	send := func(from, to *device) { from.sendTo(to, dir, false) }
-	fac := newAppDevice(t, "facility", schema, models)
-	fac.root()
-	f := seedFacility(fac)
-	lesson, log := ids.Random(), ids.Random()
-	fac.exec(`INSERT INTO lesson (id, dataset_id, classroom_id, title) VALUES (?, ?, ?, 'Fractions')`, lesson, f.dataset, f.classroom)
-	fac.exec(`INSERT INTO lessonlog (id, dataset_id, user_id, lesson_id, progress) VALUES (?, ?, ?, ?, 0.5)`, log, f.dataset, f.learner, lesson)
-	home := newAppDevice(t, "home", schema, models)
-	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
 	if _, err := fac.db.Serialize(t.Context()); err != nil {
 		t.Fatal(err)
 	}
@@ -64,24 +53,13 @@ CREATE TABLE lessonlog (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, user_id T
 // refuses the engine's write for a while), so the tablet notes what its
 // app shows of the log. Then the facility deletes the classroom: the
 // lesson, read-only on the tablet and edited by the facility since, waits
-// out of the app, and the log leaves the app with it. What the app shows of the log is now no row:
-// when the app writes the row back as it was, that is a change of the
-// learner's, and it must become a version.
+// out of the app, and the log leaves the app with it. What the app shows
+// of the log is now no row: when the app writes the row back as it was,
+// that is a change of the learner's, and it must become a version.
 func TestWaitingChildLeavingAppShowsNoRow(t *testing.T) {
-	const schema = lessonTable + `
-CREATE TABLE lessonlog (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, user_id TEXT NOT NULL, lesson_id TEXT NOT NULL, progress REAL);`
-	const models = lessonModel + `
-	{"name": "lessonlog", "table": "lessonlog", "partition": "${dataset_id}:user-rw:${user_id}", "foreign_keys": {"lesson_id": "lesson", "user_id": "facilityuser"}},`
+	fac, home, f, lesson, log := lessonLogDevices(t)
 	dir := t.TempDir()
 	send := func(from, to *device) { from.sendTo(to, dir, false) }
-	fac := newAppDevice(t, "facility", schema, models)
-	fac.root()
-	f := seedFacility(fac)
-	lesson, log := ids.Random(), ids.Random()
-	fac.exec(`INSERT INTO lesson (id, dataset_id, classroom_id, title) VALUES (?, ?, ?, 'Fractions')`, lesson, f.dataset, f.classroom)
-	fac.exec(`INSERT INTO lessonlog (id, dataset_id, user_id, lesson_id, progress) VALUES (?, ?, ?, ?, 0.5)`, log, f.dataset, f.learner, lesson)
-	home := newAppDevice(t, "home", schema, models)
-	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
 	send(fac, home)
 	if n := home.count(`SELECT count(*) FROM lessonlog WHERE progress = 0.5`); n != 1 {
 		t.Fatalf("home's app shows %d logs, want 1", n)
@@ -113,4 +91,24 @@ CREATE TABLE lessonlog (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, user_id T
 	if res.Versions() != 1 {
 		t.Errorf("the app wrote the log back: %d versions, want 1 (%+v)", res.Versions(), res)
 	}
+}
+
+// lessonLogDevices makes the facility, with a lesson of its classroom and
+// the learner's log of it (progress 0.5), and the learner's tablet with a
+// single-user certificate; nothing is sent yet.
+func lessonLogDevices(t *testing.T) (fac, home *device, f facilityData, lesson, log string) {
+	t.Helper()
+	const schema = lessonTable + `
+CREATE TABLE lessonlog (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, user_id TEXT NOT NULL, lesson_id TEXT NOT NULL, progress REAL);`
+	const models = lessonModel + `
+	{"name": "lessonlog", "table": "lessonlog", "partition": "${dataset_id}:user-rw:${user_id}", "foreign_keys": {"lesson_id": "lesson", "user_id": "facilityuser"}},`
+	fac = newAppDevice(t, "facility", schema, models)
+	fac.root()
+	f = seedFacility(fac)
+	lesson, log = ids.Random(), ids.Random()
+	fac.exec(`INSERT INTO lesson (id, dataset_id, classroom_id, title) VALUES (?, ?, ?, 'Fractions')`, lesson, f.dataset, f.classroom)
+	fac.exec(`INSERT INTO lessonlog (id, dataset_id, user_id, lesson_id, progress) VALUES (?, ?, ?, ?, 0.5)`, log, f.dataset, f.learner, lesson)
+	home = newAppDevice(t, "home", schema, models)
+	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	return fac, home, f, lesson, log
 }
