@@ -173,6 +173,9 @@ const scWelcomeTrigger = `CREATE TRIGGER welcome AFTER INSERT ON person BEGIN
 	INSERT INTO note (id, dataset_id, person_id, body) VALUES (substr(NEW.id, 1, 24) || 'eeeeeeee', NEW.dataset_id, NEW.id, 'welcome')
 	ON CONFLICT (id) DO NOTHING; END`
 
+// isWelcomeNote reports whether id is that of a welcome note scWelcomeTrigger writes.
+func isWelcomeNote(id string) bool { return strings.HasSuffix(id, "eeeeeeee") }
+
 func scIgnoreOn() bool { return scAppsOn() && os.Getenv("MORANGO_SC_IGNORE") != "0" }
 func scUndoOn() bool   { return scAppsOn() && os.Getenv("MORANGO_SC_UNDO") != "0" }
 

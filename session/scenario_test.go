@@ -1532,7 +1532,10 @@ func (s *scSim) assertConverged() {
 		if tombstones > 0 && !r.HardDeleted {
 			s.stats["re-created-with-tombstones"]++
 		}
-		if s.hardDel[id] && !s.recreated[id] && !r.HardDeleted {
+		// A welcome note is written again by the app's trigger wherever
+		// its person is inserted, the engine's writes included, which the
+		// simulation does not see (scWelcomeOn).
+		if s.hardDel[id] && !s.recreated[id] && !r.HardDeleted && !(scWelcomeOn() && isWelcomeNote(id)) {
 			s.fail("%s %s was hard-deleted and never re-created, but is not erased: %+v", r.Model, id, r)
 		}
 	}
