@@ -791,7 +791,7 @@ func (im *Import) directTable(ctx context.Context, m *profile.Model) (bool, erro
 		(SELECT count(*) FROM sqlite_master WHERE type = 'trigger' AND tbl_name = ?1 COLLATE NOCASE AND name NOT IN (?2, ?3, ?4)),
 		(SELECT count(*) FROM pragma_index_list(?1) WHERE "unique" AND origin <> 'pk'),
 		(SELECT group_concat(name) = 'id' FROM pragma_table_info(?1) WHERE pk > 0)`,
-		m.Table, "morango_"+m.Table+"_insert", "morango_"+m.Table+"_update", "morango_"+m.Table+"_delete").
+		m.Table, trackingTrigger(m.Table, "insert"), trackingTrigger(m.Table, "update"), trackingTrigger(m.Table, "delete")).
 		Scan(&used, &def, &triggers, &unique, &idKey)
 	if err != nil {
 		return false, fmt.Errorf("inspect table %s: %w", m.Table, err)

@@ -27,8 +27,9 @@ import (
 // appWrites creates the temporary triggers if the app has triggers of its
 // own on the synced tables, and returns whether it did. Names of tables
 // are compared as SQLite does, without case: a trigger's tbl_name is the
-// name as its CREATE TRIGGER spelled it. endAppWrites drops them; both run in the transaction of the engine's writes, so that a
-// rollback drops them too.
+// name as its CREATE TRIGGER spelled it. endAppWrites drops them; both
+// run in the transaction of the engine's writes, so that a rollback drops
+// them too.
 func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
 	// The change-tracking triggers that init installs are the engine's;
 	// any other trigger, whatever its name, is the app's.
@@ -36,8 +37,8 @@ func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
 	var tables, ours []string
 	for _, m := range db.profile.Models {
 		tables = append(tables, m.Table)
-		for _, op := range []string{"insert", "update", "delete"} {
-			ours = append(ours, "morango_"+m.Table+"_"+op)
+		for _, op := range trackingOps {
+			ours = append(ours, trackingTrigger(m.Table, op))
 		}
 	}
 	tj, err := json.Marshal(tables)
@@ -74,7 +75,7 @@ func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
 				WHERE model = %[1]s AND id = %[2]s.id AND error <> '' ON CONFLICT DO NOTHING;
 				INSERT INTO main.morango_dirty (model, id) VALUES (%[1]s, %[2]s.id) ON CONFLICT (model, id) DO UPDATE SET error = '';`, model, ref)
 		}
-		name := func(op string) string { return quote("morango_app_" + m.Table + "_" + op) }
+		name := func(op string) string { return quote(appTrigger(m.Table, op)) }
 		stmts = append(stmts,
 			fmt.Sprintf(`CREATE TEMP TRIGGER IF NOT EXISTS %s AFTER INSERT ON main.%s %s BEGIN %s END`, name("insert"), t, guard("NEW"), mark("NEW")),
 			fmt.Sprintf(`CREATE TEMP TRIGGER IF NOT EXISTS %s AFTER UPDATE ON main.%s %s BEGIN %s %s END`, name("update"), t, guard("NEW"), mark("NEW"),
@@ -90,11 +91,15 @@ func (db *DB) appWrites(ctx context.Context, tx *sql.Tx) (bool, error) {
 	return true, nil
 }
 
+// appTrigger is the name of the temporary trigger appWrites makes on table
+// for op.
+func appTrigger(table, op string) string { return "morango_app_" + table + "_" + op }
+
 // endAppWrites drops what appWrites made.
 func (db *DB) endAppWrites(ctx context.Context, tx *sql.Tx) error {
 	for _, m := range db.profile.Models {
-		for _, op := range []string{"insert", "update", "delete"} {
-			if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS temp.`+quote("morango_app_"+m.Table+"_"+op)); err != nil {
+		for _, op := range trackingOps {
+			if _, err := tx.ExecContext(ctx, `DROP TRIGGER IF EXISTS temp.`+quote(appTrigger(m.Table, op))); err != nil {
 				return fmt.Errorf("stop tracking the app's own writes: %w", err)
 			}
 		}

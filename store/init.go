@@ -160,6 +160,12 @@ func dropTriggers(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
+// trackingOps are the writes the change-tracking triggers follow, and
+// trackingTrigger the name of the one init installs on table for op.
+var trackingOps = []string{"insert", "update", "delete"}
+
+func trackingTrigger(table, op string) string { return "morango_" + table + "_" + op }
+
 // triggerSQL returns the statements that install change tracking on a
 // model's table. Inserts, updates and deletes enqueue the row in
 // morango_dirty unless the engine itself is writing (morango_applying holds
@@ -170,7 +176,7 @@ func triggerSQL(m *profile.Model) []string {
 	mark := func(ref string) string {
 		return fmt.Sprintf(`INSERT INTO morango_dirty (model, id) VALUES (%s, %s.id) ON CONFLICT (model, id) DO UPDATE SET error = '';`, model, ref)
 	}
-	name := func(op string) string { return quote("morango_" + m.Table + "_" + op) }
+	name := func(op string) string { return quote(trackingTrigger(m.Table, op)) }
 	return []string{
 		fmt.Sprintf(`CREATE TRIGGER %s AFTER INSERT ON %s %s BEGIN %s END`, name("insert"), t, guard, mark("NEW")),
 		fmt.Sprintf(`CREATE TRIGGER %s AFTER UPDATE ON %s %s BEGIN %s %s END`, name("update"), t, guard, mark("NEW"),

@@ -463,10 +463,10 @@ func (v *verifier) tracking(ctx context.Context) error {
 	}
 	for _, m := range v.models {
 		var missing []string
-		for _, op := range []string{"insert", "update", "delete"} {
+		for _, op := range trackingOps {
 			var ok bool
 			err := v.tx.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name = ? AND tbl_name = ?)`,
-				"morango_"+m.Table+"_"+op, m.Table).Scan(&ok)
+				trackingTrigger(m.Table, op), m.Table).Scan(&ok)
 			if err != nil {
 				return fmt.Errorf("verify: %w", err)
 			}
