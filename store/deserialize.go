@@ -585,15 +585,13 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 	const waited = `SELECT r.rid FROM temp.morango_ready_rows r CROSS JOIN morango_store s ON s.rowid = r.rid WHERE s.deserialization_error <> ''`
 	left := all
 	var nf, nw int64
-	err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+fresh+`)`).Scan(&nf)
-	if err == nil {
-		err = d.tx.QueryRowContext(ctx, `SELECT count(*) FROM (`+waited+`)`).Scan(&nw)
-	}
+	err = d.tx.QueryRowContext(ctx, `SELECT coalesce(sum(s.deserialization_error = ''), 0), coalesce(sum(s.deserialization_error <> ''), 0)
+		FROM temp.morango_ready_rows r CROSS JOIN morango_store s ON s.rowid = r.rid`).Scan(&nf, &nw)
 	if err != nil {
 		return 0, err
 	}
-	n = 0
 	if nf > 0 && nw > 0 {
+		// writeBatch writes nothing, and returns 0, when it cannot.
 		if n, ok, err = d.writeBatch(ctx, t, cols, fresh); err != nil {
 			return 0, err
 		}
@@ -602,8 +600,6 @@ func (d *deserializer) write(ctx context.Context, t *tableInfo, cols []string) (
 				return 0, err
 			}
 			left = waited
-		} else {
-			n = 0
 		}
 	}
 	rids, err := rowids(ctx, d.tx, left)
