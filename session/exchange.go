@@ -27,7 +27,56 @@ const (
 )
 
 // ManifestName is the file name of a device's manifest in an exchange folder.
-func ManifestName(instance string) string { return instance + manifestSuffix }
+// stem is the device's instance id, or for a certificate other than the
+// first the device holds a key of, the instance id and the certificate's
+// id (see fileStem).
+func ManifestName(stem string) string { return stem + manifestSuffix }
+
+// certSeparator separates, in the stem of a file name, the instance id
+// from the id of the certificate its files are signed with.
+const certSeparator = "_"
+
+// fileStem returns the stem of the names of the files a device writes
+// with certificate cert: its manifest and its bundles. With the first
+// certificate it holds a key of (in the order of Certificates), its
+// instance id; with another, the instance id and the certificate's id. A
+// device that holds several (a tablet shared by two learners) runs one
+// visit per certificate, each with a manifest saying what that
+// certificate may read and bundles holding what it may write: under one
+// name, each visit would replace the files of the one before, and the
+// peers would see only the last.
+func fileStem(ctx context.Context, db *store.DB, instance, cert string) (string, error) {
+	all, err := db.Certificates(ctx)
+	if err != nil {
+		return "", err
+	}
+	for _, c := range all {
+		if c.PrivateKey == "" {
+			continue
+		}
+		if c.Link.ID == cert {
+			return instance, nil
+		}
+		break
+	}
+	return instance + certSeparator + cert, nil
+}
+
+// instanceOf returns the instance id of the stem of a file name.
+func instanceOf(stem string) string {
+	in, _, _ := strings.Cut(stem, certSeparator)
+	return in
+}
+
+// bundleEnds returns the stems of the writer and of the recipient of a
+// bundle named n (BundleName), ok false if n is not a bundle's name.
+func bundleEnds(n string) (from, to string, ok bool) {
+	stem, ok := strings.CutSuffix(n, bundleSuffix)
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(stem, "-to-")
+}
 
 // BundleName is the file name of a bundle from one device to another.
 func BundleName(from, to string) string {
@@ -153,7 +202,9 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	// manifest is no longer here (forgotten, or an identity its database
 	// left) nobody else would remove.
 	writerGone := func(h *bundle.Header, own bool) bool {
-		return !own && signs.self[h.RecipientInstance] && !slices.Contains(manifests, ManifestName(h.SenderInstance))
+		return !own && signs.self[h.RecipientInstance] && !slices.ContainsFunc(manifests, func(m string) bool {
+			return instanceOf(strings.TrimSuffix(m, manifestSuffix)) == h.SenderInstance
+		})
 	}
 	imported := false
 	for _, n := range bundles {
@@ -165,7 +216,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			rh.h, rh.err = readBundleHeader(fs, path)
 		}
 		h, err := rh.h, rh.err
-		if err != nil && strings.HasPrefix(n, in.ID+"-to-") {
+		if from, _, _ := bundleEnds(n); err != nil && instanceOf(from) == in.ID {
 			// This device's own, damaged on the stick: the export below
 			// writes it anew (or removes it, if the peer lacks nothing).
 			fr.Action, fr.Reason = "skipped", "written by this device, and damaged: "+err.Error()
@@ -268,31 +319,48 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		return res, err
 	}
 	res.Unsynced = sr.Failed
-	mpath := filepath.Join(dir, ManifestName(in.ID))
+	stem, err := fileStem(ctx, db, in.ID, signer.ID)
+	if err != nil {
+		return res, err
+	}
+	mpath := filepath.Join(dir, ManifestName(stem))
 	if _, err := writeManifest(ctx, db, fs, mpath, ManifestOptions{CertID: opts.CertID, Name: opts.Name}, signer, chain, scope); err != nil {
 		return res, err
 	}
-	res.Files = append(res.Files, &FileResult{File: ManifestName(in.ID), Action: "wrote manifest"})
+	res.Files = append(res.Files, &FileResult{File: ManifestName(stem), Action: "wrote manifest"})
 
 	failedHere := func(n string) bool {
 		return slices.ContainsFunc(res.Files, func(f *FileResult) bool { return f.File == n && f.Action == "failed" })
 	}
 	for _, n := range manifests {
 		peer := strings.TrimSuffix(n, manifestSuffix)
-		if peer == in.ID {
+		peerInstance := instanceOf(peer)
+		if peerInstance == in.ID {
+			// This device's, with this or another certificate. Another
+			// certificate's that asks for nothing this one does not (a
+			// learner's, once the tablet visits with a wider
+			// certificate instead) would have the peers write bundles
+			// for it at every visit, against holdings that no longer
+			// change: it goes, with the bundles to it, which the imports
+			// above have read.
+			if peer != stem {
+				if err := dropCovered(ctx, fs, dir, names, n, in.ID, scope.Read, failedHere, res); err != nil {
+					return res, err
+				}
+			}
 			continue
 		}
 		// This database's identity before it was moved: nobody will
 		// import for it again, and every device would go on writing
-		// bundles for it. Its manifest and the bundles to it go.
-		former, was, err := db.FormerSelf(ctx, peer)
+		// bundles for it. Its manifests and the bundles to it go.
+		former, was, err := db.FormerSelf(ctx, peerInstance)
 		if err != nil {
 			return res, err
 		}
 		if former {
 			// A bundle to it whose import failed in this run stays, for
 			// the next run to import (it is addressed to this database).
-			if _, err := removePeer(fs, dir, slices.DeleteFunc(slices.Clone(names), failedHere), peer); err != nil {
+			if _, err := removePeer(fs, dir, slices.DeleteFunc(slices.Clone(names), failedHere), peerInstance); err != nil {
 				return res, err
 			}
 			why := "this database before it moved from " + was
@@ -302,15 +370,15 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			res.Files = append(res.Files, &FileResult{File: n, Peer: peer, Action: "retired", Reason: why})
 			continue
 		}
-		fr := &FileResult{File: BundleName(in.ID, peer), Peer: peer}
+		fr := &FileResult{File: BundleName(stem, peer), Peer: peer}
 		// An earlier identity of this database whose file may be a copy
 		// still in use (this machine's ids are not known, or the file is
 		// still there): the person knows which.
-		if was, ok, err := db.EarlierIdentity(ctx, peer); err != nil {
+		if was, ok, err := db.EarlierIdentity(ctx, peerInstance); err != nil {
 			return res, err
 		} else if ok {
 			fr.Note = fmt.Sprintf("this database had that identity at %s: if the file was moved here rather than copied, "+
-				"the device is gone; stop writing bundles for it with: morango forget %s %s", was, dir, peer)
+				"the device is gone; stop writing bundles for it with: morango forget %s %s", was, dir, peerInstance)
 		}
 		bpath := filepath.Join(dir, fr.File)
 		conn := &DiskConnection{FS: fs, Bundle: bpath, Manifest: filepath.Join(dir, n)}
@@ -346,6 +414,31 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	return res, nil
 }
 
+// dropCovered removes this device's manifest n, written with another
+// certificate than the current visit's, and the bundles to it (of names,
+// less those whose import failed), when what it asks for lies within
+// read, what the manifest just written asks for: the peers send all of
+// it for that one.
+func dropCovered(ctx context.Context, fs bundle.FS, dir string, names []string, n, instance string,
+	read certs.Filter, failed func(string) bool, res *ExchangeResult) error {
+	p, err := (&DiskConnection{FS: fs, Manifest: filepath.Join(dir, n)}).Peer(ctx, nil)
+	if err != nil || p == nil || p.Instance != instance || len(p.Filter) == 0 || !certs.Filter(p.Filter).IsSubsetOf(read) {
+		return nil
+	}
+	stem := strings.TrimSuffix(n, manifestSuffix)
+	for _, f := range names {
+		if _, to, ok := bundleEnds(f); f != n && (!ok || to != stem || failed(f)) {
+			continue
+		}
+		if err := fs.Remove(filepath.Join(dir, f)); err != nil && !errors.Is(err, iofs.ErrNotExist) {
+			return err
+		}
+		res.Files = append(res.Files, &FileResult{File: f, Action: "removed",
+			Reason: "for this device's manifest of another certificate, whose partitions this one's holds"})
+	}
+	return nil
+}
+
 // ownTemp reports whether the temporary file named n is for this
 // database's own manifest or one of its own bundles, under its instance id
 // or former (its instance before a renewal, or ""): only a process using
@@ -358,12 +451,14 @@ func ownTemp(n, id, former string) bool {
 	if !ok {
 		return false
 	}
-	for _, in := range []string{id, former} {
-		if in != "" && (target == ManifestName(in) || strings.HasPrefix(target, in+"-to-") && strings.HasSuffix(target, bundleSuffix)) {
-			return true
+	stem, ok := strings.CutSuffix(target, manifestSuffix)
+	if !ok {
+		if stem, _, ok = bundleEnds(target); !ok {
+			return false
 		}
 	}
-	return false
+	in := instanceOf(stem)
+	return in != "" && (in == id || in == former)
 }
 
 func readBundleHeader(fs bundle.FS, path string) (*bundle.Header, error) {

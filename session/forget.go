@@ -6,6 +6,7 @@ import (
 	"fmt"
 	iofs "io/fs"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 
@@ -32,13 +33,18 @@ func Forget(fs bundle.FS, dir, who string) (string, []string, error) {
 	sort.Strings(names)
 	var matches, known []string
 	for _, n := range names {
-		id, ok := strings.CutSuffix(n, manifestSuffix)
+		stem, ok := strings.CutSuffix(n, manifestSuffix)
 		if !ok {
 			continue
 		}
+		// A device that holds several certificates has a manifest for
+		// each: it is one device.
+		id := instanceOf(stem)
 		name := manifestName(fs, filepath.Join(dir, n))
-		known = append(known, describePeer(id, name))
-		if id == who || len(who) >= 8 && strings.HasPrefix(id, who) || name != "" && name == who {
+		if d := describePeer(id, name); !slices.Contains(known, d) {
+			known = append(known, d)
+		}
+		if (id == who || len(who) >= 8 && strings.HasPrefix(id, who) || name != "" && name == who) && !slices.Contains(matches, id) {
 			matches = append(matches, id)
 		}
 	}
@@ -54,13 +60,18 @@ func Forget(fs bundle.FS, dir, who string) (string, []string, error) {
 	return matches[0], removed, err
 }
 
-// removePeer removes, of the files names in dir, the manifest of the
-// device id and the bundles written for it, and returns those removed.
-// The bundles it wrote stay: others may still lack what they hold.
+// removePeer removes, of the files names in dir, the manifests of the
+// device id (one per certificate it signs with) and the bundles written
+// for it, and returns those removed. The bundles it wrote stay: others may
+// still lack what they hold.
 func removePeer(fs bundle.FS, dir string, names []string, id string) ([]string, error) {
 	var removed []string
 	for _, n := range names {
-		if n != ManifestName(id) && !strings.HasSuffix(n, "-to-"+id+bundleSuffix) {
+		stem, ok := strings.CutSuffix(n, manifestSuffix)
+		if !ok {
+			_, stem, ok = bundleEnds(n)
+		}
+		if !ok || instanceOf(stem) != id {
 			continue
 		}
 		if err := fs.Remove(filepath.Join(dir, n)); err != nil && !errors.Is(err, iofs.ErrNotExist) {

@@ -1,0 +1,164 @@
+package session
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/morango-sync/morango/bundle"
+	"github.com/morango-sync/morango/ids"
+)
+
+// visit runs one exchange of d with the stick, signed with cert.
+func (d *device) visit(stick, cert string) *ExchangeResult {
+	d.t.Helper()
+	r, err := Exchange(d.t.Context(), d.db, stick, ExchangeOptions{CertID: cert, Name: d.name})
+	if err != nil {
+		d.t.Fatalf("%s: exchange with %s: %v", d.name, cert[:8], err)
+	}
+	if r.Failed > 0 {
+		for _, f := range r.Files {
+			if f.Action == "failed" {
+				d.t.Errorf("%s: %s failed: %s", d.name, f.File, f.Reason)
+			}
+		}
+	}
+	return r
+}
+
+// A tablet shared by two learners holds a single-user certificate for
+// each, and runs every visit once for each certificate, one after the
+// other, as the documentation says; then the stick goes to the facility.
+// Each learner's work on the tablet reaches the facility, and each
+// learner's work at the facility reaches the tablet, whichever
+// certificate signed the tablet's last visit.
+func TestSharedTabletVisitsOncePerLearner(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	home := newDevice(t, "home")
+	first := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	second := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.other})
+
+	round := func() {
+		fac.visit(stick, fac.cert)
+		home.visit(stick, first)
+		home.visit(stick, second)
+	}
+	round()
+	round()
+	// Each learner works on the tablet, and each has new work at the
+	// facility too.
+	homeLogs := [2]string{ids.Random(), ids.Random()}
+	facLogs := [2]string{ids.Random(), ids.Random()}
+	for i, u := range []string{f.learner, f.other} {
+		home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'tablet', 0.5)`, homeLogs[i], f.dataset, u)
+		fac.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'school', 0.5)`, facLogs[i], f.dataset, u)
+	}
+	for range 4 {
+		round()
+	}
+	fac.visit(stick, fac.cert)
+	for i, who := range []string{"first", "second"} {
+		if n := fac.count(`SELECT count(*) FROM contentlog WHERE id = ?`, homeLogs[i]); n != 1 {
+			t.Errorf("facility: the %s learner's log made on the tablet has not arrived", who)
+		}
+		if n := home.count(`SELECT count(*) FROM contentlog WHERE id = ?`, facLogs[i]); n != 1 {
+			t.Errorf("tablet: the %s learner's log made at the facility has not arrived", who)
+		}
+	}
+	// The tablet holds exactly both learners' data and the shared data.
+	want := fac.count(`SELECT count(*) FROM contentlog WHERE user_id IN (?, ?)`, f.learner, f.other)
+	if n := home.count(`SELECT count(*) FROM contentlog`); n != want {
+		t.Errorf("tablet: %d content logs, want both learners' %d", n, want)
+	}
+}
+
+// Forgetting the shared tablet removes the manifests of both its
+// certificates and the bundles written for each.
+func TestForgetSharedTablet(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	home := newDevice(t, "home")
+	first := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	second := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.other})
+	home.visit(stick, first)
+	home.visit(stick, second)
+	fac.visit(stick, fac.cert)
+	id, removed, err := Forget(nil, stick, "home")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id != home.instance() || len(removed) != 4 {
+		t.Errorf("forget home: %s, removed %q; want its two manifests and the two bundles to them", id, removed)
+	}
+	names, err := bundle.OSFS{}.ReadDir(stick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if strings.HasSuffix(n, manifestSuffix) && strings.HasPrefix(n, home.instance()) {
+			t.Errorf("manifest %s of the forgotten tablet is still there", n)
+		}
+	}
+}
+
+// A learner's tablet becomes a teacher's: it gets a full-facility
+// certificate and visits with it from then on. It already holds counters
+// of the facility's instances for the learner's partitions, higher than
+// those of records of other partitions it could not read; those records
+// arrive all the same, and every device ends with the same app data. The
+// learner's manifest, which the wider one covers, leaves the stick.
+func TestTabletGetsWiderCertificate(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	laptop := newDevice(t, "laptop")
+	grant(t, fac, laptop, "full-facility", map[string]string{"dataset_id": f.dataset})
+	home := newDevice(t, "home")
+	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	devices := []*device{fac, laptop, home}
+	round := func() {
+		for _, d := range devices {
+			d.visit(stick, d.cert)
+		}
+	}
+	round()
+	// The laptop writes the other learner's log, then the learner's; the
+	// tablet writes the learner's too.
+	otherLog, learnerLog, homeLog := ids.Random(), ids.Random(), ids.Random()
+	laptop.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'l', 0.1)`, otherLog, f.dataset, f.other)
+	laptop.visit(stick, laptop.cert)
+	laptop.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'l', 0.2)`, learnerLog, f.dataset, f.learner)
+	home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'h', 0.3)`, homeLog, f.dataset, f.learner)
+	for range 3 {
+		round()
+	}
+	if n := home.count(`SELECT count(*) FROM contentlog WHERE id IN (?, ?)`, otherLog, learnerLog); n != 1 {
+		t.Fatalf("tablet: %d of the laptop's two logs, want the learner's only", n)
+	}
+
+	wide := grant(t, fac, home, "full-facility", map[string]string{"dataset_id": f.dataset})
+	home.cert = wide
+	for range 3 {
+		round()
+	}
+	want := dump(t, fac.app, appTables)
+	for _, d := range devices[1:] {
+		if diff := diffStates(want, dump(t, d.app, appTables)); diff != "" {
+			t.Errorf("%s's app data differs from the facility's:\n%s", d.name, diff)
+		}
+	}
+	names, err := bundle.OSFS{}.ReadDir(stick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range names {
+		if n == ManifestName(home.instance()) || strings.HasSuffix(n, "-to-"+home.instance()+bundleSuffix) {
+			t.Errorf("%s: the learner's manifest of the tablet, or a bundle to it, is still on the stick", n)
+		}
+	}
+}
