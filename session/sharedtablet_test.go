@@ -1,6 +1,8 @@
 package session
 
 import (
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 
@@ -160,5 +162,82 @@ func TestTabletGetsWiderCertificate(t *testing.T) {
 		if n == ManifestName(home.instance()) || strings.HasSuffix(n, "-to-"+home.instance()+bundleSuffix) {
 			t.Errorf("%s: the learner's manifest of the tablet, or a bundle to it, is still on the stick", n)
 		}
+	}
+}
+
+// A tablet used by one learner is handed to a second: it gets a second
+// single-user certificate. The second learner's history, made at the
+// facility before the tablet could read it and at counters below those
+// the tablet already holds of the facility for the first learner, arrives
+// whole; the first learner's data stays and still goes out; neither
+// learner's data reaches a device that may not read it.
+func TestTabletHandedToSecondLearner(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	other := newDevice(t, "other") // the first learner's other device
+	grant(t, fac, other, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	home := newDevice(t, "home")
+	first := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	// The second learner's history, then the first learner's: the
+	// facility's counters for the first are above the second's.
+	var secondLogs []string
+	for i := range 3 {
+		id := ids.Random()
+		secondLogs = append(secondLogs, id)
+		fac.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, ?, 0.5)`, id, f.dataset, f.other, fmt.Sprint("s", i))
+		fac.visit(stick, fac.cert)
+	}
+	fac.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'f1', 0.5)`, ids.Random(), f.dataset, f.learner)
+	firstLog := ids.Random()
+	home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'h1', 0.5)`, firstLog, f.dataset, f.learner)
+	for range 3 {
+		fac.visit(stick, fac.cert)
+		home.visit(stick, first)
+		other.visit(stick, other.cert)
+	}
+	if n := home.count(`SELECT count(*) FROM contentlog WHERE user_id = ?`, f.other); n != 0 {
+		t.Fatalf("tablet: %d logs of the second learner before it may read them", n)
+	}
+
+	second := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.other})
+	secondLog := ids.Random()
+	home.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'h2', 0.5)`, secondLog, f.dataset, f.other)
+	home.exec(`UPDATE contentlog SET progress = 0.9 WHERE id = ?`, firstLog)
+	for range 3 {
+		fac.visit(stick, fac.cert)
+		home.visit(stick, first)
+		home.visit(stick, second)
+		other.visit(stick, other.cert)
+	}
+	fac.visit(stick, fac.cert)
+
+	all := dump(t, fac.app, appTables)
+	only := func(users ...string) map[string][]string {
+		m := map[string][]string{}
+		for tb, rows := range all {
+			m[tb] = slices.DeleteFunc(slices.Clone(rows), func(r string) bool {
+				switch tb {
+				case "adminnote":
+					return true
+				case "facilityuser", "contentlog":
+					return !slices.ContainsFunc(users, func(u string) bool {
+						return strings.Contains(r, "'"+u+"'")
+					})
+				}
+				return false
+			})
+		}
+		return m
+	}
+	if n := fac.count(`SELECT count(*) FROM contentlog WHERE id IN (?, ?) OR (id = ? AND progress = 0.9)`, secondLog, firstLog, firstLog); n != 2 {
+		t.Errorf("facility: %d of the tablet's two learners' logs (the first's edited)", n)
+	}
+	if diff := diffStates(only(f.learner, f.other), dump(t, home.app, appTables)); diff != "" {
+		t.Errorf("tablet holds other rows than its two learners read:\n%s", diff)
+	}
+	if diff := diffStates(only(f.learner), dump(t, other.app, appTables)); diff != "" {
+		t.Errorf("the first learner's other device holds other rows than its learner reads:\n%s", diff)
 	}
 }
