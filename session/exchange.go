@@ -38,26 +38,16 @@ const certSeparator = "_"
 
 // fileStem returns the stem of the names of the files a device writes
 // with certificate cert: its manifest and its bundles. With the first
-// certificate it holds a key of (in the order of Certificates), its
-// instance id; with another, the instance id and the certificate's id. A
-// device that holds several (a tablet shared by two learners) runs one
-// visit per certificate, each with a manifest saying what that
-// certificate may read and bundles holding what it may write: under one
-// name, each visit would replace the files of the one before, and the
-// peers would see only the last.
+// certificate it held a key of, its instance id; with another, the
+// instance id and the certificate's id. A device that holds several (a
+// tablet shared by two learners) runs one visit per certificate, each
+// with a manifest saying what that certificate may read and bundles
+// holding what it may write: under one name, each visit would replace the
+// files of the one before, and the peers would see only the last.
 func fileStem(ctx context.Context, db *store.DB, instance, cert string) (string, error) {
-	all, err := db.Certificates(ctx)
-	if err != nil {
-		return "", err
-	}
-	for _, c := range all {
-		if c.PrivateKey == "" {
-			continue
-		}
-		if c.Link.ID == cert {
-			return instance, nil
-		}
-		break
+	first, err := db.FirstOwnCertificate(ctx)
+	if err != nil || first == cert {
+		return instance, err
 	}
 	return instance + certSeparator + cert, nil
 }

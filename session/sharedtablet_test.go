@@ -241,3 +241,26 @@ func TestTabletHandedToSecondLearner(t *testing.T) {
 		t.Errorf("the first learner's other device holds other rows than its learner reads:\n%s", diff)
 	}
 }
+
+// A tablet that holds a learner's certificate and then makes a root of its
+// own (a school's first device) keeps the learner's files under the name
+// the peers know: its visits with the learner's certificate write the
+// manifest named after its instance alone.
+func TestLearnerFilesKeepTheirNameAfterARoot(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	home := newDevice(t, "home")
+	learner := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	home.visit(stick, learner)
+	home.root()
+	home.visit(stick, learner)
+	names, err := bundle.OSFS{}.ReadDir(stick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(names, []string{ManifestName(home.instance())}) {
+		t.Errorf("the stick holds %q, want the tablet's one manifest under its instance's name", names)
+	}
+}

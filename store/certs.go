@@ -166,6 +166,22 @@ func (db *DB) Chain(ctx context.Context, id string) ([]certs.Link, error) {
 	return chain, nil
 }
 
+// FirstOwnCertificate returns the id of the certificate whose private key
+// this device has held the longest (the first stored), or "" if it holds
+// none.
+func (db *DB) FirstOwnCertificate(ctx context.Context) (string, error) {
+	var id string
+	err := db.r.QueryRowContext(ctx, `SELECT id FROM morango_certificate WHERE coalesce(private_key, '') <> ''
+		ORDER BY added_at, id LIMIT 1`).Scan(&id)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("read certificates: %w", err)
+	}
+	return id, nil
+}
+
 // Trusted reports whether id is a trusted root on this device.
 func (db *DB) Trusted(ctx context.Context, id string) (bool, error) {
 	var t bool
