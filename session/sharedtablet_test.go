@@ -264,3 +264,53 @@ func TestLearnerFilesKeepTheirNameAfterARoot(t *testing.T) {
 		t.Errorf("the stick holds %q, want the tablet's one manifest under its instance's name", names)
 	}
 }
+
+// A device holds two overlapping certificates, a learner's and the whole
+// facility's, and visits with each in turn. Whichever signs, it ends with
+// the facility's data, and the learner's other device with exactly the
+// learner's, the work made on the device with either certificate
+// included.
+func TestOverlappingCertificates(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	tablet := newDevice(t, "tablet")
+	grant(t, fac, tablet, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	both := newDevice(t, "both")
+	learner := grant(t, fac, both, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	wide := grant(t, fac, both, "full-facility", map[string]string{"dataset_id": f.dataset})
+	logs := []string{ids.Random(), ids.Random(), ids.Random()}
+	both.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'b1', 0.5)`, logs[0], f.dataset, f.learner)
+	both.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 'b2', 0.5)`, logs[1], f.dataset, f.other)
+	tablet.exec(`INSERT INTO contentlog (id, dataset_id, user_id, content_id, progress) VALUES (?, ?, ?, 't1', 0.5)`, logs[2], f.dataset, f.learner)
+	for i := range 4 {
+		fac.visit(stick, fac.cert)
+		both.visit(stick, []string{learner, wide}[i%2])
+		tablet.visit(stick, tablet.cert)
+		both.visit(stick, []string{wide, learner}[i%2])
+	}
+	fac.visit(stick, fac.cert)
+	if n := fac.count(`SELECT count(*) FROM contentlog WHERE id IN (?, ?, ?)`, logs[0], logs[1], logs[2]); n != 3 {
+		t.Errorf("facility: %d of the 3 logs", n)
+	}
+	all := dump(t, fac.app, appTables)
+	if diff := diffStates(all, dump(t, both.app, appTables)); diff != "" {
+		t.Errorf("the device with both certificates differs from the facility:\n%s", diff)
+	}
+	want := map[string][]string{}
+	for tb, rows := range all {
+		want[tb] = slices.DeleteFunc(slices.Clone(rows), func(r string) bool {
+			switch tb {
+			case "adminnote":
+				return true
+			case "facilityuser", "contentlog":
+				return !strings.Contains(r, "'"+f.learner+"'")
+			}
+			return false
+		})
+	}
+	if diff := diffStates(want, dump(t, tablet.app, appTables)); diff != "" {
+		t.Errorf("the learner's tablet holds other rows than the learner's:\n%s", diff)
+	}
+}
