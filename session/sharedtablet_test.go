@@ -314,3 +314,51 @@ func TestOverlappingCertificates(t *testing.T) {
 		t.Errorf("the learner's tablet holds other rows than the learner's:\n%s", diff)
 	}
 }
+
+// On a tablet shared by two learners, the app hands a log of the first
+// learner to the second (it edits user_id). The tablet may write both
+// learners' partitions, but no certificate of its own may write both, and
+// every importer checks the partition the data gives against the one
+// signer's write scope: no bundle of the tablet's could carry that
+// version. It must wait, as a change outside what the tablet may write
+// does, instead of becoming a version that every peer refuses (which
+// also keeps every peer from recording the tablet's counters).
+func TestSharedTabletEditAcrossLearnersWaits(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	home := newDevice(t, "home")
+	first := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	second := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.other})
+	round := func() []*ExchangeResult {
+		return []*ExchangeResult{fac.visit(stick, fac.cert), home.visit(stick, first), home.visit(stick, second)}
+	}
+	round()
+	round()
+	if n := home.count(`SELECT count(*) FROM contentlog WHERE id = ?`, f.learnerLog); n != 1 {
+		t.Fatal("tablet: the first learner's log has not arrived")
+	}
+	home.exec(`UPDATE contentlog SET user_id = ? WHERE id = ?`, f.other, f.learnerLog)
+	var refused int64
+	for range 3 {
+		for _, r := range round() {
+			for _, fr := range r.Files {
+				if fr.Import != nil && fr.Import.Store != nil {
+					refused += fr.Import.Store.Refused
+				}
+			}
+		}
+	}
+	if refused != 0 {
+		t.Errorf("%d records refused: the tablet made a version no certificate of its own may sign", refused)
+	}
+	if a, b := fac.record(f.learnerLog), home.record(f.learnerLog); a == nil || b == nil || a.Serialized != b.Serialized {
+		t.Errorf("the log's record differs:\n  facility: %+v\n  tablet:   %+v", a, b)
+	}
+	if n := home.count(`SELECT count(*) FROM morango_dirty WHERE id = ? AND error LIKE 'this device may not write%'`, f.learnerLog); n != 1 {
+		var why string
+		home.app.QueryRow(`SELECT error FROM morango_dirty WHERE id = ?`, f.learnerLog).Scan(&why)
+		t.Errorf("tablet: the edit does not wait with its reason (%q)", why)
+	}
+}

@@ -287,9 +287,20 @@ func (db *DB) verifiedScope(ctx context.Context, id string) (certs.Scope, string
 // false when the device holds no private key of a certificate: its rights
 // are not known here (a database synced by other means than certificates).
 func (db *DB) writeScope(ctx context.Context) (w certs.Filter, held bool, err error) {
-	scopes, held, err := db.HeldScopes(ctx)
-	for _, s := range scopes {
-		w = append(w, s.Scope.Write...)
+	each, held, err := db.writeScopes(ctx)
+	for _, f := range each {
+		w = append(w, f...)
 	}
 	return w, held, err
+}
+
+// writeScopes is what this device may write with each of its
+// certificates: a bundle is signed by one, and what it carries must lie
+// within that one's write scope.
+func (db *DB) writeScopes(ctx context.Context) (each []certs.Filter, held bool, err error) {
+	scopes, held, err := db.HeldScopes(ctx)
+	for _, s := range scopes {
+		each = append(each, s.Scope.Write)
+	}
+	return each, held, err
 }

@@ -160,8 +160,11 @@ func (db *DB) serializeSome(ctx context.Context, tx *sql.Tx, st *chunkState) (re
 	}
 	res.Counter = c
 	s := serializer{db: db, tx: tx, me: me, c: c, budget: st.budget, rebuild: st.dropped}
-	if s.write, s.scoped, err = db.writeScope(ctx); err != nil {
+	if s.each, s.scoped, err = db.writeScopes(ctx); err != nil {
 		return res, false, fmt.Errorf("serialize: %w", err)
+	}
+	for _, f := range s.each {
+		s.write = append(s.write, f...)
 	}
 	steps := []string{
 		`CREATE TEMP TABLE IF NOT EXISTS morango_versioned (id TEXT PRIMARY KEY) WITHOUT ROWID`,
@@ -234,6 +237,9 @@ type serializer struct {
 	// change off the list), and a new certificate has it tried again.
 	write  certs.Filter
 	scoped bool
+	// each is what the device may write with each of its certificates,
+	// whose union is write.
+	each []certs.Filter
 }
 
 // outsideScope is an SQL condition: the partition expression part lies
@@ -243,6 +249,24 @@ func (s *serializer) outsideScope(part string) string {
 		return ""
 	}
 	return "NOT " + partitionIn(s.write, part)
+}
+
+// apartScope is an SQL condition: no certificate of this device may write
+// both partition expressions a and b ("" when it holds no certificate). A
+// bundle is signed by one certificate, and importers check a record's
+// partition and the one its data gives against that one's write scope.
+func (s *serializer) apartScope(a, b string) string {
+	if !s.scoped {
+		return ""
+	}
+	var or []string
+	for _, f := range s.each {
+		or = append(or, partitionIn(f, a)+" AND "+partitionIn(f, b))
+	}
+	if len(or) == 0 {
+		return "true"
+	}
+	return "NOT ((" + strings.Join(or, ") OR (") + "))"
 }
 
 // outsidePrefix starts the reason a change outside this device's write
@@ -698,9 +722,10 @@ func (s *serializer) holdOutside(ctx context.Context, m *profile.Model, present 
 	if out == "" {
 		return nil
 	}
-	// The edited data must stay where this device may write too:
-	// importers check the partition a record's data gives (its record
-	// keeps its own).
+	// The edited data must stay where this device may write too, with
+	// the certificate that may write the record: importers check the
+	// partition a record's data gives (its record keeps its own) against
+	// the write scope of the one certificate that signed the bundle.
 	part := templateSQL(m.Partition, "t", "t.id")
 	n, err := s.count(ctx, fmt.Sprintf(`INSERT INTO temp.morango_failed (id, error)
 		SELECT s.id, %[1]s FROM temp.morango_changed c CROSS JOIN morango_store s ON s.id = c.id WHERE %[2]s
@@ -709,8 +734,13 @@ func (s *serializer) holdOutside(ctx context.Context, m *profile.Model, present 
 			AND NOT EXISTS (SELECT 1 FROM %[5]s t WHERE t.id = s.id) AND %[2]s
 		UNION ALL
 		SELECT t.id, %[6]s FROM temp.morango_changed c CROSS JOIN %[5]s t ON t.id = c.id WHERE %[7]s
+		UNION ALL
+		SELECT t.id, %[8]s FROM temp.morango_changed c CROSS JOIN %[5]s t ON t.id = c.id
+			CROSS JOIN morango_store s ON s.id = t.id WHERE %[9]s
 		ON CONFLICT DO NOTHING`, outsideReason("s.partition", ""), out, present, literal(m.Name), quote(m.Table),
-		outsideReason(part, ", where the row's data puts it"), s.outsideScope(part)))
+		outsideReason(part, ", where the row's data puts it"), s.outsideScope(part),
+		outsideReason(part, ", where the row's data puts it, with a certificate that may write its record's partition too"),
+		s.apartScope("s.partition", part)))
 	if err != nil || n == 0 {
 		return err
 	}
