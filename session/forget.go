@@ -13,9 +13,10 @@ import (
 	"github.com/morango-sync/morango/bundle"
 )
 
-// Forget removes from the exchange folder dir the manifest of the device
+// Forget removes from the exchange folder dir the manifests of the device
 // who names (its instance id, a prefix of it of at least 8 characters, or
-// the name its manifest gives), and the bundles written for it: devices
+// the name its manifest gives; one manifest per certificate it signs
+// with), and the bundles written for it: devices
 // then stop writing bundles for a device that is gone (a tablet lost, or a
 // database moved to another machine, which syncs as a new device). The
 // bundles it wrote stay, as others may still lack what they hold. A device
