@@ -362,3 +362,49 @@ func TestSharedTabletEditAcrossLearnersWaits(t *testing.T) {
 		t.Errorf("tablet: the edit does not wait with its reason (%q)", why)
 	}
 }
+
+// The facility hands a learner's log to the other learner while the
+// learner's tablet edits it: the tablet holds both versions. Resolving
+// the conflict there by keeping the facility's would make a version of
+// the tablet's whose data lies in the other learner's partition, which no
+// certificate of the tablet may sign with the log's own: every peer would
+// refuse it. Resolve refuses it, as it refuses a decision on a record the
+// tablet may not write.
+func TestResolveKeepingDataNoCertificateMaySign(t *testing.T) {
+	stick := t.TempDir()
+	fac := newDevice(t, "facility")
+	fac.root()
+	f := seedFacility(fac)
+	home := newDevice(t, "home")
+	first := grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.learner})
+	grant(t, fac, home, "single-user", map[string]string{"dataset_id": f.dataset, "user_id": f.other})
+	for range 2 {
+		fac.visit(stick, fac.cert)
+		home.visit(stick, first)
+	}
+	fac.exec(`UPDATE contentlog SET user_id = ? WHERE id = ?`, f.other, f.learnerLog)
+	home.exec(`UPDATE contentlog SET progress = 0.6 WHERE id = ?`, f.learnerLog)
+	for range 2 {
+		fac.visit(stick, fac.cert)
+		home.visit(stick, first)
+	}
+	var inst string
+	var counter int64
+	if err := fac.app.QueryRow(`SELECT h.instance_id, h.counter FROM morango_recordmaxcounter h
+		WHERE h.store_model_id = ? AND h.instance_id = (SELECT id FROM morango_instanceid WHERE current)`, f.learnerLog).Scan(&inst, &counter); err != nil {
+		t.Fatal(err)
+	}
+	if r := home.record(f.learnerLog); r == nil || r.Conflicting == "" && !strings.Contains(r.Serialized, f.other) {
+		t.Fatalf("tablet: the facility's move of the log has not arrived: %+v", r)
+	}
+	_, err := home.db.Resolve(t.Context(), f.learnerLog, fmt.Sprintf("%s:%d", inst, counter))
+	if err == nil {
+		home.visit(stick, first)
+		for _, fr := range fac.visit(stick, fac.cert).Files {
+			if fr.Import != nil && fr.Import.Store.Refused > 0 {
+				t.Errorf("facility refused %d record(s) of the tablet's: %+v", fr.Import.Store.Refused, fr.Import.Store)
+			}
+		}
+		t.Fatal("resolve kept a version whose data lies where no certificate of the tablet that may write the log may write")
+	}
+}

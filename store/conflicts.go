@@ -178,6 +178,11 @@ func (db *DB) Resolve(ctx context.Context, id, keep string) (*Resolution, error)
 			return withHint(fmt.Errorf("record %s has no single version %s", id, keep),
 				"copy the version from: morango conflicts --db %s", db.path)
 		}
+		if !chosen[0].Deleted {
+			if err := db.mayWriteData(ctx, tx, r.ModelName, id, r.Partition, chosen[0].Serialized, "resolve"); err != nil {
+				return err
+			}
+		}
 		me, c, err := db.nextCounter(ctx, tx)
 		if err != nil {
 			return err

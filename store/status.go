@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 )
 
 // ModelStatus counts one model's records.
@@ -173,6 +174,43 @@ func (db *DB) HardDelete(ctx context.Context, model, id string) error {
 		_, err := db.serialize(ctx, tx)
 		return err
 	})
+}
+
+// mayWriteData refuses a version of a record in partition that this
+// device would make with data serialized, once it holds a certificate's
+// key, when no certificate of its own may write both partition and the
+// partition the data gives (the model's template over its fields, read as
+// SQLite reads them): a bundle is signed by one certificate, and importers
+// check both against its write scope, so the version could never leave
+// the device. action names the action.
+func (db *DB) mayWriteData(ctx context.Context, tx *sql.Tx, model, id, partition, serialized, action string) error {
+	m := db.profile.Model(model)
+	if m == nil {
+		return nil
+	}
+	each, held, err := db.writeScopes(ctx)
+	if err != nil || !held {
+		return err
+	}
+	get := func(col string) (string, bool) {
+		var v sql.NullString
+		if err := tx.QueryRowContext(ctx, `SELECT json_extract(?, ?)`, serialized, `$."`+strings.ReplaceAll(col, `"`, `\"`)+`"`).Scan(&v); err != nil || !v.Valid {
+			return "", false
+		}
+		return v.String, true
+	}
+	data, err := m.PartitionOf(id, get)
+	if err != nil {
+		return withHint(fmt.Errorf("%s: the version's data gives no partition (%v), so it could never leave this device", action, err),
+			"make the change anew in the app")
+	}
+	for _, w := range each {
+		if w.Contains(partition) && w.Contains(data) {
+			return nil
+		}
+	}
+	return withHint(fmt.Errorf("%s: no certificate of this device may write both the record's partition %s and partition %s, where the version's data puts it, so the version could never leave it", action, partition, data),
+		"%s it on a device whose certificate may write both, or make the change anew in the app", action)
 }
 
 // mayWrite refuses an action on a record this device may not write, once
