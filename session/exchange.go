@@ -169,6 +169,8 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	now := time.Now()
 	for _, n := range names {
 		switch {
+		case hiddenFile(n) && !bundle.IsTemp(n):
+			continue
 		case strings.HasSuffix(n, bundleSuffix):
 			bundles = append(bundles, n)
 		case strings.HasSuffix(n, manifestSuffix):
@@ -451,6 +453,14 @@ func ownTemp(n, id, former string) bool {
 	return in != "" && (in == id || in == former)
 }
 
+// hiddenFile reports whether the file named n in an exchange folder is
+// hidden (its name begins with a dot). Morango writes no bundle or
+// manifest under such a name, only its temporary files (see
+// bundle.IsTemp); other hidden files are the system's, such as the
+// "._NAME" file a Mac writes beside each file it copies to a FAT or exFAT
+// stick, and are left alone.
+func hiddenFile(n string) bool { return strings.HasPrefix(n, ".") }
+
 func readBundleHeader(fs bundle.FS, path string) (*bundle.Header, error) {
 	f, err := fs.Open(path)
 	if err != nil {
@@ -521,6 +531,9 @@ func renewFromFolder(ctx context.Context, db *store.DB, fs bundle.FS, dir string
 		return nil
 	}
 	for _, n := range names {
+		if hiddenFile(n) {
+			continue
+		}
 		path := filepath.Join(dir, n)
 		switch {
 		case strings.HasSuffix(n, manifestSuffix):

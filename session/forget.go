@@ -35,7 +35,7 @@ func Forget(fs bundle.FS, dir, who string) (string, []string, error) {
 	var matches, known []string
 	for _, n := range names {
 		stem, ok := strings.CutSuffix(n, manifestSuffix)
-		if !ok {
+		if !ok || hiddenFile(n) {
 			continue
 		}
 		// A device that holds several certificates has a manifest for

@@ -158,3 +158,47 @@ func TestReplacedChangeIsKeptAndListed(t *testing.T) {
 		t.Errorf("conflicts --replaced does not list the replaced change:\n%s", r)
 	}
 }
+
+// A Mac writing to a FAT or exFAT stick leaves a hidden "._NAME" file
+// beside each file it copies (AppleDouble: the file's attributes). They
+// are not morango's: exchange leaves them alone, fails on none of them and
+// takes none for a device; forget lists none as one.
+func TestExchangeLeavesHiddenFilesAlone(t *testing.T) {
+	f, stick := exchanged(t, "--name", "school")
+	f.fac.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', ?, 'after the copy')`, f.root)
+	ok(t, "exchange", "--db", f.fac.path, stick)
+	files, err := os.ReadDir(stick)
+	if err != nil {
+		t.Fatal(err)
+	}
+	appleDouble := append([]byte{0, 5, 22, 7, 0, 2, 0, 0}, "Mac OS X        "...)
+	var hidden []string
+	for _, e := range files {
+		if n := e.Name(); strings.HasSuffix(n, ".bundle") || strings.HasSuffix(n, ".manifest") {
+			hidden = append(hidden, "._"+n)
+			if err := os.WriteFile(filepath.Join(stick, "._"+n), appleDouble, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	if len(hidden) < 3 {
+		t.Fatalf("the stick holds %d bundles and manifests", len(hidden))
+	}
+	for _, db := range []string{f.city.path, f.fac.path} {
+		r := morango(t, "exchange", "--db", db, stick)
+		if r.code != 0 || strings.Contains(r.stdout, "._") || strings.Contains(r.stdout, "FAILED") {
+			t.Errorf("exchange with AppleDouble files on the stick:\n%s", r)
+		}
+	}
+	if n := f.city.count(`SELECT count(*) FROM adminnote WHERE body = 'after the copy'`); n != 1 {
+		t.Errorf("city holds %d of the note written after the copy", n)
+	}
+	if r := morango(t, "forget", stick, "nobody"); strings.Contains(r.stderr, "._") {
+		t.Errorf("forget lists a hidden file as a device:\n%s", r)
+	}
+	for _, n := range hidden {
+		if _, err := os.Stat(filepath.Join(stick, n)); err != nil {
+			t.Errorf("%s: %v", n, err)
+		}
+	}
+}
