@@ -68,6 +68,21 @@ func bundleEnds(n string) (from, to string, ok bool) {
 	return strings.Cut(stem, "-to-")
 }
 
+// writtenName reports whether n is a name the writer of the bundle whose
+// header is h, addressed to a device, gives it (BundleName): the sender's
+// instance id, then the recipient's, each alone or followed by the id of
+// the certificate in the header (fileStem).
+func writtenName(n string, h *bundle.Header) bool {
+	from, to, ok := bundleEnds(n)
+	if !ok {
+		return false
+	}
+	stem := func(s, instance, cert string) bool {
+		return s == instance || cert != "" && s == instance+certSeparator+cert
+	}
+	return stem(from, h.SenderInstance, h.SenderCert) && stem(to, h.RecipientInstance, h.RecipientCert)
+}
+
 // BundleName is the file name of a bundle from one device to another.
 func BundleName(from, to string) string {
 	if to == "" {
@@ -190,13 +205,23 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 	}
 
 	// A bundle addressed to this device, once applied, is removed by its
-	// writer when it sees this device's manifest; one whose writer's
-	// manifest is no longer here (forgotten, or an identity its database
-	// left) nobody else would remove.
-	writerGone := func(h *bundle.Header, own bool) bool {
-		return !own && signs.self[h.RecipientInstance] && !slices.ContainsFunc(manifests, func(m string) bool {
+	// writer when it sees this device's manifest, under the name it wrote
+	// it; one whose writer's manifest is no longer here (forgotten, or an
+	// identity its database left), or under another name (renamed, or a
+	// copy a person made beside it), nobody else would remove. stale says
+	// why this device removes it, or "".
+	stale := func(n string, h *bundle.Header, own bool) string {
+		switch {
+		case own || !signs.self[h.RecipientInstance]:
+			return ""
+		case !slices.ContainsFunc(manifests, func(m string) bool {
 			return instanceOf(strings.TrimSuffix(m, manifestSuffix)) == h.SenderInstance
-		})
+		}):
+			return "its writer no longer visits this folder"
+		case !writtenName(n, h):
+			return "its writer replaces and removes only the name it gave it"
+		}
+		return ""
 	}
 	imported := false
 	for _, n := range bundles {
@@ -246,8 +271,8 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			return nil, err
 		} else if ok {
 			fr.Action, fr.Reason = "skipped", "already applied"
-			if writerGone(h, own) && fs.Remove(path) == nil {
-				fr.Action, fr.Reason = "removed", "applied here, and its writer no longer visits this folder"
+			if why := stale(n, h, own); why != "" && fs.Remove(path) == nil {
+				fr.Action, fr.Reason = "removed", "applied here, and "+why
 			}
 			continue
 		}
@@ -272,8 +297,8 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		}
 		fr.Action, fr.Import, fr.Records = "imported", r, r.Store.Received
 		imported = true
-		if writerGone(h, own) && fs.Remove(path) == nil {
-			fr.Reason = "removed: its writer no longer visits this folder"
+		if why := stale(n, h, own); why != "" && fs.Remove(path) == nil {
+			fr.Reason = "removed: " + why
 		}
 	}
 	// An import of a bundle this database wrote before a restore renews

@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/morango-sync/morango/bundle"
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/ids"
 	"github.com/morango-sync/morango/store"
@@ -435,5 +436,28 @@ func TestOwnDamagedBundleIsWrittenAnew(t *testing.T) {
 	}
 	if d := diffStates(fac.syncState(), city.syncState()); d != "" {
 		t.Errorf("after the bundle was written anew:\n%s", d)
+	}
+}
+
+// The names a bundle's writer gives it, with or without the certificates'
+// ids after the instances' (a device visiting with another certificate
+// than its first), are its own; any other name is a rename or a copy.
+func TestWrittenName(t *testing.T) {
+	h := &bundle.Header{SenderInstance: "s", SenderCert: "sc", RecipientInstance: "r", RecipientCert: "rc"}
+	for n, want := range map[string]bool{
+		"s-to-r.bundle":        true,
+		"s_sc-to-r.bundle":     true,
+		"s-to-r_rc.bundle":     true,
+		"s_sc-to-r_rc.bundle":  true,
+		"s_xx-to-r.bundle":     false,
+		"s-to-r_xx.bundle":     false,
+		"s-to-r (1).bundle":    false,
+		"for the city.bundle":  false,
+		"s-to-r.bundle.bundle": false,
+		"t-to-r.bundle":        false,
+	} {
+		if got := writtenName(n, h); got != want {
+			t.Errorf("writtenName(%q) = %v, want %v", n, got, want)
+		}
 	}
 }

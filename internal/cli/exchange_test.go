@@ -202,3 +202,42 @@ func TestExchangeLeavesHiddenFilesAlone(t *testing.T) {
 		}
 	}
 }
+
+// A bundle renamed on the stick, or copied beside itself ("NAME (1).bundle",
+// as a file manager names a copy), is not the one its writer replaces or
+// removes: once applied by the device it is addressed to, it is removed
+// there, and the stick is left with only the devices' manifests when
+// everyone holds everything.
+func TestRenamedBundleRemovedOnceApplied(t *testing.T) {
+	f, stick := exchanged(t)
+	f.fac.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', ?, 'renamed')`, f.root)
+	ok(t, "exchange", "--db", f.fac.path, stick)
+	bundles, err := filepath.Glob(filepath.Join(stick, "*.bundle"))
+	if err != nil || len(bundles) != 1 {
+		t.Fatalf("bundles on the stick: %v %v", bundles, err)
+	}
+	data, err := os.ReadFile(bundles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	copied := strings.TrimSuffix(bundles[0], ".bundle") + " (1).bundle"
+	renamed := filepath.Join(stick, "for the city.bundle")
+	if err := os.WriteFile(copied, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(bundles[0], renamed); err != nil {
+		t.Fatal(err)
+	}
+	r := ok(t, "exchange", "--db", f.city.path, stick)
+	if n := f.city.count(`SELECT count(*) FROM adminnote WHERE body = 'renamed'`); n != 1 {
+		t.Fatalf("city holds %d of the note:\n%s", n, r)
+	}
+	for range 2 {
+		ok(t, "exchange", "--db", f.fac.path, stick)
+		ok(t, "exchange", "--db", f.city.path, stick)
+	}
+	left, err := filepath.Glob(filepath.Join(stick, "*.bundle"))
+	if err != nil || len(left) != 0 {
+		t.Fatalf("bundles left on the stick: %v %v", left, err)
+	}
+}
