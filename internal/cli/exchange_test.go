@@ -241,3 +241,30 @@ func TestRenamedBundleRemovedOnceApplied(t *testing.T) {
 		t.Fatalf("bundles left on the stick: %v %v", left, err)
 	}
 }
+
+// An exchange's line for an imported bundle adds up: the records already
+// here (a bundle written from an older manifest, or a stick's copy) are
+// counted, as import counts them.
+func TestExchangeCountsRecordsAlreadyHere(t *testing.T) {
+	f, stick := exchanged(t)
+	f.fac.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', ?, 'twice')`, f.root)
+	ok(t, "exchange", "--db", f.fac.path, stick)
+	bundles, err := filepath.Glob(filepath.Join(stick, "*.bundle"))
+	if err != nil || len(bundles) != 1 {
+		t.Fatalf("bundles on the stick: %v %v", bundles, err)
+	}
+	first, err := os.ReadFile(bundles[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	ok(t, "exchange", "--db", f.fac.path, stick) // writes the bundle again
+	if r := ok(t, "exchange", "--db", f.city.path, stick); !strings.Contains(r.stdout, "1 record (1 new, 0 updated, 0 already here, 0 conflicts)") {
+		t.Errorf("exchange importing a new record:\n%s", r)
+	}
+	if err := os.WriteFile(bundles[0], first, 0o644); err != nil { // the first one, back from another stick
+		t.Fatal(err)
+	}
+	if r := ok(t, "exchange", "--db", f.city.path, stick); !strings.Contains(r.stdout, "1 record (0 new, 0 updated, 1 already here, 0 conflicts)") {
+		t.Errorf("exchange importing a record already here:\n%s", r)
+	}
+}

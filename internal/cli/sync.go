@@ -250,7 +250,8 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 		switch f.Action {
 		case "imported":
 			st := f.Import.Store
-			printf(c, "  imported  %s: %s (%d new, %d updated, %s", f.File, count(f.Records, "record"), st.New, st.FastForward, count(st.Conflicts, "conflict"))
+			printf(c, "  imported  %s: %s (%d new, %d updated, %d already here, %s", f.File, count(f.Records, "record"), st.New, st.FastForward,
+				st.AlreadyHave, count(st.Conflicts, "conflict"))
 			if st.Refused > 0 {
 				printf(c, ", %d REFUSED", st.Refused)
 			}
