@@ -111,6 +111,27 @@ type FileResult struct {
 	// Note is a remark for the person, such as what to do about a peer
 	// that may be this database's own earlier identity.
 	Note string `json:"note,omitempty"`
+	// Hint says what to do about a file that failed, when the failure
+	// tells.
+	Hint string `json:"hint,omitempty"`
+}
+
+// fail records that the file failed with err, and what to do about it.
+func (fr *FileResult) fail(err error) {
+	fr.Action, fr.Reason = "failed", err.Error()
+	var h interface{ Hint() string }
+	if errors.As(err, &h) {
+		fr.Hint = h.Hint()
+	}
+}
+
+// headerFailed says what to do about a bundle in an exchange folder whose
+// header could not be read, as an import of it does.
+func headerFailed(err error) error {
+	if isFormatError(err) {
+		return hinted(err, "the file is damaged or not a bundle; the device that wrote it writes it anew at its next exchange (or export)")
+	}
+	return hinted(err, "reading the stick failed (was it pulled out?); nothing was written: put it back and run the exchange again")
 }
 
 // ExchangeResult lists what an exchange did, file by file.
@@ -240,7 +261,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			continue
 		}
 		if err != nil {
-			fr.Action, fr.Reason = "failed", err.Error()
+			fr.fail(headerFailed(err))
 			res.Failed++
 			continue
 		}
@@ -291,7 +312,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 				fr.Action, fr.Reason = "skipped", otherFacility
 				continue
 			}
-			fr.Action, fr.Reason = "failed", err.Error()
+			fr.fail(err)
 			res.Failed++
 			continue
 		}
@@ -409,7 +430,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 				res.Files = append(res.Files, fr)
 				continue
 			}
-			fr.Action, fr.Reason = "failed", err.Error()
+			fr.fail(err)
 			res.Failed++
 			res.Files = append(res.Files, fr)
 			continue

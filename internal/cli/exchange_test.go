@@ -1,8 +1,10 @@
 package cli_test
 
 import (
+	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -266,5 +268,48 @@ func TestExchangeCountsRecordsAlreadyHere(t *testing.T) {
 	}
 	if r := ok(t, "exchange", "--db", f.city.path, stick); !strings.Contains(r.stdout, "1 record (0 new, 0 updated, 1 already here, 0 conflicts)") {
 		t.Errorf("exchange importing a record already here:\n%s", r)
+	}
+}
+
+// A file that fails in an exchange says what to do about it, as the same
+// failure does in import: a bundle cut short on the stick is written anew
+// by its writer's next exchange.
+func TestExchangeFailureSaysWhatToDo(t *testing.T) {
+	f, stick := exchanged(t)
+	f.fac.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', ?, 'cut')`, f.root)
+	ok(t, "exchange", "--db", f.fac.path, stick)
+	bundles, err := filepath.Glob(filepath.Join(stick, "*.bundle"))
+	if err != nil || len(bundles) != 1 {
+		t.Fatalf("bundles on the stick: %v %v", bundles, err)
+	}
+	for _, size := range []int64{100, 2000} { // in the header, in the records
+		if err := os.Truncate(bundles[0], size); err != nil {
+			t.Fatal(err)
+		}
+		before := f.city.state()
+		r := morango(t, "exchange", "--db", f.city.path, stick)
+		if r.code != 1 || !strings.Contains(r.stdout, "FAILED") || !strings.Contains(r.stdout, "writes it anew at its next exchange") {
+			t.Errorf("exchange with a bundle cut at %d bytes: want exit 1, FAILED and what to do:\n%s", size, r)
+		}
+		if d := differ(before, f.city.state()); d != "" {
+			t.Errorf("the cut bundle changed %s", d)
+		}
+		r = morango(t, "exchange", "--db", f.city.path, "--json", stick)
+		var res struct {
+			Files []struct{ Action, Hint string }
+		}
+		if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+			t.Fatal(err)
+		}
+		if !slices.ContainsFunc(res.Files, func(f struct{ Action, Hint string }) bool {
+			return f.Action == "failed" && strings.Contains(f.Hint, "writes it anew")
+		}) {
+			t.Errorf("exchange --json gives no hint for the cut bundle:\n%s", r.stdout)
+		}
+	}
+	ok(t, "exchange", "--db", f.fac.path, stick)
+	ok(t, "exchange", "--db", f.city.path, stick)
+	if n := f.city.count(`SELECT count(*) FROM adminnote WHERE body = 'cut'`); n != 1 {
+		t.Errorf("city holds %d of the note after the school wrote its bundle anew", n)
 	}
 }

@@ -272,6 +272,9 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 			printf(c, "  up to date peer %s holds all this device would send it\n", f.Peer)
 		case "failed":
 			printf(c, "  FAILED    %s: %s\n", f.File, f.Reason)
+			if f.Hint != "" {
+				printf(c, "            hint: %s\n", f.Hint)
+			}
 		default:
 			if f.Reason != "" {
 				printf(c, "  %-9s %s (%s)\n", f.Action, f.File, f.Reason)
