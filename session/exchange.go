@@ -17,6 +17,7 @@ import (
 	"github.com/morango-sync/morango/bundle"
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/fsic"
+	"github.com/morango-sync/morango/ids"
 	"github.com/morango-sync/morango/store"
 )
 
@@ -123,6 +124,17 @@ func (fr *FileResult) fail(err error) {
 	if errors.As(err, &h) {
 		fr.Hint = h.Hint()
 	}
+}
+
+// namedRecipient returns the instance a bundle's file name, as BundleName
+// writes it, addresses the bundle to, or "" for any other name (one for
+// anyone included).
+func namedRecipient(n string) string {
+	from, to, ok := strings.Cut(strings.TrimSuffix(n, bundleSuffix), "-to-")
+	if !ok || !ids.Valid(from) || !ids.Valid(to) {
+		return ""
+	}
+	return to
 }
 
 // headerFailed says what to do about a bundle in an exchange folder whose
@@ -261,6 +273,13 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			continue
 		}
 		if err != nil {
+			if to := namedRecipient(n); to != "" && !signs.self[to] {
+				// Unreadable, so no device can import it, and its name
+				// says it is for another: that device's exchange reports
+				// it, and its writer's writes it anew.
+				fr.Action, fr.Reason = "skipped", "addressed to another device by its name, and damaged: "+err.Error()
+				continue
+			}
 			fr.fail(headerFailed(err))
 			res.Failed++
 			continue

@@ -313,3 +313,42 @@ func TestExchangeFailureSaysWhatToDo(t *testing.T) {
 		t.Errorf("city holds %d of the note after the school wrote its bundle anew", n)
 	}
 }
+
+// A bundle damaged on the stick fails the exchange of the device it is
+// addressed to, which is told what to do; the other devices, which would
+// skip it whole, skip it as addressed to another device by its name, and
+// their visits succeed.
+func TestDamagedBundleForAnotherDeviceIsSkipped(t *testing.T) {
+	f, stick := exchanged(t)
+	city2 := newApp(t, f.dir, "city2")
+	ok(t, "init", "--db", city2.path, "--profile", f.profile)
+	req, chain := filepath.Join(f.dir, "city2.request"), filepath.Join(f.dir, "city2.chain")
+	ok(t, "cert", "request", "--db", city2.path, "--scope", "full-facility", "--param", "dataset_id="+f.root, "-o", req)
+	ok(t, "cert", "grant", "--db", f.fac.path, "--parent", f.root, req, "-o", chain)
+	ok(t, "cert", "import", "--db", city2.path, chain)
+	ok(t, "exchange", "--db", city2.path, stick)
+	f.fac.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', ?, 'cut')`, f.root)
+	ok(t, "exchange", "--db", f.fac.path, stick)
+	var city2ID string
+	if err := city2.db.QueryRow(`SELECT id FROM morango_instanceid WHERE current = 1`).Scan(&city2ID); err != nil {
+		t.Fatal(err)
+	}
+	cut, err := filepath.Glob(filepath.Join(stick, "*-to-"+city2ID+".bundle"))
+	if err != nil || len(cut) != 1 {
+		t.Fatalf("the bundle for city2: %v %v", cut, err)
+	}
+	if err := os.Truncate(cut[0], 100); err != nil {
+		t.Fatal(err)
+	}
+	r := ok(t, "exchange", "--db", f.city.path, stick)
+	if !strings.Contains(r.stdout, "skipped   "+filepath.Base(cut[0])+" (addressed to another device") || strings.Contains(r.stdout, "FAILED") {
+		t.Errorf("city's exchange with city2's bundle damaged:\n%s", r)
+	}
+	if n := f.city.count(`SELECT count(*) FROM adminnote WHERE body = 'cut'`); n != 1 {
+		t.Errorf("city holds %d of the note", n)
+	}
+	r = morango(t, "exchange", "--db", city2.path, stick)
+	if r.code != 1 || !strings.Contains(r.stdout, "FAILED    "+filepath.Base(cut[0])) || !strings.Contains(r.stdout, "writes it anew") {
+		t.Errorf("city2's exchange with its bundle damaged: want exit 1, FAILED and what to do:\n%s", r)
+	}
+}
