@@ -127,14 +127,21 @@ func (fr *FileResult) fail(err error) {
 }
 
 // namedRecipient returns the instance a bundle's file name, as BundleName
-// writes it, addresses the bundle to, or "" for any other name (one for
+// writes it (with or without certificates' ids), addresses the bundle to, or "" for any other name (one for
 // anyone included).
 func namedRecipient(n string) string {
-	from, to, ok := strings.Cut(strings.TrimSuffix(n, bundleSuffix), "-to-")
-	if !ok || !ids.Valid(from) || !ids.Valid(to) {
+	from, to, ok := bundleEnds(n)
+	if !ok || !validStem(from) || !validStem(to) {
 		return ""
 	}
-	return to
+	return instanceOf(to)
+}
+
+// validStem reports whether stem is a stem fileStem gives: an instance id,
+// alone or followed by a certificate's id.
+func validStem(stem string) bool {
+	in, cert, two := strings.Cut(stem, certSeparator)
+	return ids.Valid(in) && (!two || ids.Valid(cert))
 }
 
 // headerFailed says what to do about a bundle in an exchange folder whose

@@ -461,3 +461,23 @@ func TestWrittenName(t *testing.T) {
 		}
 	}
 }
+
+// A bundle's name addresses it to the instance after "-to-", whether or
+// not certificates' ids follow the instances' ids; other names address it
+// to nobody.
+func TestNamedRecipient(t *testing.T) {
+	s, r, c := strings.Repeat("a", 32), strings.Repeat("b", 32), strings.Repeat("c", 32)
+	for n, want := range map[string]string{
+		s + "-to-" + r + ".bundle":                  r,
+		s + "_" + c + "-to-" + r + ".bundle":        r,
+		s + "-to-" + r + "_" + c + ".bundle":        r,
+		s + "-to-anyone.bundle":                     "",
+		s + "-to-" + r + " (1).bundle":              "",
+		"for the city.bundle":                       "",
+		s + "_" + c + "-to-" + r + "_x" + ".bundle": "",
+	} {
+		if got := namedRecipient(n); got != want {
+			t.Errorf("namedRecipient(%q) = %q, want %q", n, got, want)
+		}
+	}
+}
