@@ -147,3 +147,18 @@ func TestOriginalChainVerifies(t *testing.T) {
 		t.Errorf("tampered chain: %v, want ErrSignatureInvalid", err)
 	}
 }
+
+// Counts read as English: one chunk, two chunks, no entries.
+func TestCount(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		noun string
+		want string
+	}{
+		{1, "chunk", "1 chunk"}, {2, "chunk", "2 chunks"}, {0, "entry", "0 entries"}, {3, "key", "3 keys"},
+	} {
+		if got := count(c.n, c.noun); got != c.want {
+			t.Errorf("count(%d, %q) = %q, want %q", c.n, c.noun, got, c.want)
+		}
+	}
+}

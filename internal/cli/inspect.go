@@ -113,7 +113,7 @@ func printStats(c *cli.Context, st *bundle.Stats, chainStatus string) {
 		printf(c, "device     instance %s%s, certificate %s\n", m.Instance, name, m.CertID)
 		printf(c, "created    %s\nprofile    %s\nfilter     %s\n", m.Created, m.Profile, strings.Join(m.Filter, " "))
 		printf(c, "chain      %s, %s\n", count(len(m.Chain), "certificate"), chainStatus)
-		printf(c, "signature  %s %s\n", st.Signature, st.Problem)
+		printf(c, "%s\n", strings.TrimSpace("signature  "+st.Signature+" "+st.Problem))
 		holds, _ := json.Marshal(m.FSIC)
 		printf(c, "holds      %s\n", holds)
 		return
@@ -127,11 +127,11 @@ func printStats(c *cli.Context, st *bundle.Stats, chainStatus string) {
 	printf(c, "sender     instance %s, certificate %s\nfor        %s\n", h.SenderInstance, h.SenderCert, to)
 	printf(c, "chain      %s, %s\n", count(len(h.Chain), "certificate"), chainStatus)
 	printf(c, "digest     %s (%s)\n", st.Digest, map[bool]string{true: "matches", false: "DOES NOT MATCH"}[st.DigestValid])
-	printf(c, "signature  %s %s\n", st.Signature, st.Problem)
+	printf(c, "%s\n", strings.TrimSpace("signature  "+st.Signature+" "+st.Problem))
 	printf(c, "filter     %s\n", strings.Join(h.Filter, " "))
 	fsic, _ := json.Marshal(h.FSIC)
 	printf(c, "counters   %s\n", fsic)
-	printf(c, "records    %d in %d chunks; %s compressed from %s (ratio %.1f)\n", st.Records, st.Chunks,
+	printf(c, "records    %d in %s; %s compressed from %s (ratio %.1f)\n", st.Records, count(st.Chunks, "chunk"),
 		byteSize(st.Compressed), byteSize(st.Uncompressed), st.Ratio)
 	for _, m := range sortedKeys(st.Models) {
 		printf(c, "  model      %-22s %d\n", m, st.Models[m])

@@ -236,6 +236,10 @@ func TestPrivateKeysStayInTheDatabase(t *testing.T) {
 		run(false, "inspect", "--profile", profilePath, "--records", at(f))
 		run(false, "inspect", "--json", at(f))
 	}
+	// A valid signature has no problem after it: no line ends in a space.
+	if out := run(false, "inspect", at("for-tablet.bundle")); !strings.Contains(out, "signature  valid\n") || strings.Contains(out, " \n") {
+		t.Errorf("inspect:\n%q", out)
+	}
 	run(false, "import", "--db", tablet, at("for-tablet.bundle"))
 	run(false, "import", "--db", laptop, at("from-tablet.bundle"), "--json")
 	stick := at("stick")

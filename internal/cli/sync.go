@@ -297,8 +297,8 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 		printf(c, "\n")
 	}
 	if r.Unsynced > 0 {
-		printf(c, "  NOT SENT  %s of this device's app cannot be synced, so no other device receives it:\n"+
-			"            see why with: morango status --db %s\n", count(r.Unsynced, "changed row"), c.String("db"))
+		printf(c, "  NOT SENT  %s of this device's app cannot be synced, so no other device receives %s:\n"+
+			"            see why with: morango status --db %s\n", count(r.Unsynced, "changed row"), map[bool]string{true: "it", false: "them"}[r.Unsynced == 1], c.String("db"))
 	}
 }
 
