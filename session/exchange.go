@@ -102,13 +102,17 @@ type ExchangeOptions struct {
 
 // FileResult is what an exchange did with one file.
 type FileResult struct {
-	File    string        `json:"file"`
-	Action  string        `json:"action"` // imported, skipped, failed, interrupted, exported, removed, up to date, retired, wrote manifest
-	Reason  string        `json:"reason,omitempty"`
-	Import  *ImportResult `json:"import,omitempty"`
-	Export  *ExportResult `json:"export,omitempty"`
-	Peer    string        `json:"peer,omitempty"`
-	Records int64         `json:"records"`
+	File   string        `json:"file"`
+	Action string        `json:"action"` // imported, skipped, failed, interrupted, exported, removed, up to date, retired, wrote manifest
+	Reason string        `json:"reason,omitempty"`
+	Import *ImportResult `json:"import,omitempty"`
+	Export *ExportResult `json:"export,omitempty"`
+	Peer   string        `json:"peer,omitempty"`
+	// PeerName is the name the peer (the recipient of an export, the
+	// writer of an import) gave itself with --name, as its manifest in
+	// the folder says, or "".
+	PeerName string `json:"peer_name,omitempty"`
+	Records  int64  `json:"records"`
 	// Note is a remark for the person, such as what to do about a peer
 	// that may be this database's own earlier identity.
 	Note string `json:"note,omitempty"`
@@ -263,6 +267,21 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		}
 		return ""
 	}
+	// peerName is the name a device gave itself, from its manifests here.
+	peerNames := map[string]string{}
+	peerName := func(instance string) string {
+		if name, ok := peerNames[instance]; ok {
+			return name
+		}
+		for _, m := range manifests {
+			if instanceOf(strings.TrimSuffix(m, manifestSuffix)) == instance {
+				if peerNames[instance] = manifestName(fs, filepath.Join(dir, m)); peerNames[instance] != "" {
+					break
+				}
+			}
+		}
+		return peerNames[instance]
+	}
 	imported := false
 	for _, n := range bundles {
 		fr := &FileResult{File: n}
@@ -343,6 +362,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			continue
 		}
 		fr.Action, fr.Import, fr.Records = "imported", r, r.Store.Received
+		fr.PeerName = peerName(h.SenderInstance)
 		imported = true
 		if why := stale(n, h, own); why != "" && fs.Remove(path) == nil {
 			fr.Reason = "removed: " + why
@@ -434,7 +454,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			res.Files = append(res.Files, &FileResult{File: n, Peer: peer, Action: "retired", Reason: why})
 			continue
 		}
-		fr := &FileResult{File: BundleName(stem, peer), Peer: peer}
+		fr := &FileResult{File: BundleName(stem, peer), Peer: peer, PeerName: peerName(peerInstance)}
 		// An earlier identity of this database whose file may be a copy
 		// still in use (this machine's ids are not known, or the file is
 		// still there): the person knows which.

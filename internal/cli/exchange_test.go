@@ -352,3 +352,32 @@ func TestDamagedBundleForAnotherDeviceIsSkipped(t *testing.T) {
 		t.Errorf("city2's exchange with its bundle damaged: want exit 1, FAILED and what to do:\n%s", r)
 	}
 }
+
+// Exchange names each peer by the name it gave itself with --name, as its
+// manifest on the stick says, beside the bundle's file: a teacher tells
+// thirty tablets apart by their names, not by their ids.
+func TestExchangeNamesPeers(t *testing.T) {
+	f, stick := exchanged(t, "--name", "school")
+	ok(t, "exchange", "--db", f.city.path, "--name", "city laptop", stick)
+	f.fac.exec(`INSERT INTO adminnote (id, dataset_id, body) VALUES ('a0000009000000000000000000000000', ?, 'for the city')`, f.root)
+	if r := ok(t, "exchange", "--db", f.fac.path, stick); !strings.Contains(r.stdout, `(for "city laptop"): 1 record`) {
+		t.Fatalf("the school's export does not name the city laptop:\n%s", r)
+	}
+	r := ok(t, "exchange", "--db", f.city.path, "--json", stick)
+	type file struct {
+		Action   string
+		PeerName string `json:"peer_name"`
+	}
+	var res struct{ Files []file }
+	if err := json.Unmarshal([]byte(r.stdout), &res); err != nil {
+		t.Fatalf("%v:\n%s", err, r)
+	}
+	if !slices.ContainsFunc(res.Files, func(f file) bool {
+		return f.Action == "imported" && f.PeerName == "school"
+	}) {
+		t.Fatalf("the city's import does not name the school:\n%s", r)
+	}
+	if r := ok(t, "exchange", "--db", f.city.path, stick); !strings.Contains(r.stdout, `up to date peer `) || !strings.Contains(r.stdout, `("school") holds all`) {
+		t.Fatalf("the city's up-to-date line does not name the school:\n%s", r)
+	}
+}

@@ -250,7 +250,7 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 		switch f.Action {
 		case "imported":
 			st := f.Import.Store
-			printf(c, "  imported  %s: %s (%d new, %d updated, %d already here, %s", f.File, count(f.Records, "record"), st.New, st.FastForward,
+			printf(c, "  imported  %s%s: %s (%d new, %d updated, %d already here, %s", f.File, named("from", f.PeerName), count(f.Records, "record"), st.New, st.FastForward,
 				st.AlreadyHave, count(st.Conflicts, "conflict"))
 			if st.Refused > 0 {
 				printf(c, ", %d REFUSED", st.Refused)
@@ -267,9 +267,9 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 				printf(c, "            %s\n", f.Reason)
 			}
 		case "exported":
-			printf(c, "  exported  %s: %s%s\n", f.File, count(f.Records, "record"), perModel(f.Export.Counts))
+			printf(c, "  exported  %s%s: %s%s\n", f.File, named("for", f.PeerName), count(f.Records, "record"), perModel(f.Export.Counts))
 		case "up to date":
-			printf(c, "  up to date peer %s holds all this device would send it\n", f.Peer)
+			printf(c, "  up to date peer %s%s holds all this device would send it\n", f.Peer, named("", f.PeerName))
 		case "failed":
 			printf(c, "  FAILED    %s: %s\n", f.File, f.Reason)
 			if f.Hint != "" {
@@ -300,6 +300,17 @@ func printExchange(c *cli.Context, r *session.ExchangeResult) {
 		printf(c, "  NOT SENT  %s of this device's app cannot be synced, so no other device receives %s:\n"+
 			"            see why with: morango status --db %s\n", count(r.Unsynced, "changed row"), map[bool]string{true: "it", false: "them"}[r.Unsynced == 1], c.String("db"))
 	}
+}
+
+// named is " (from NAME)" for a peer's name given with --name, or "".
+func named(prep, name string) string {
+	switch {
+	case name == "":
+		return ""
+	case prep == "":
+		return fmt.Sprintf(" (%q)", name)
+	}
+	return fmt.Sprintf(" (%s %q)", prep, name)
 }
 
 // exitError sets a specific exit code and hint.
