@@ -1211,7 +1211,8 @@ func (d *deserializer) upsert(ctx context.Context, t *tableInfo, cols []string, 
 // records rids are written or deleted, the app's changes of those rows
 // that wait because they could not become versions (morango_dirty with an
 // error: outside what this device may write, say): the row as it is (its
-// synced columns as JSON), or a deletion if it is gone. done logs to
+// synced columns as JSON, a BLOB as its SQL literal), or a deletion if it
+// is gone. done logs to
 // morango_conflictlog those whose change it drops, the rows the app took:
 // they never reach another device, and would otherwise vanish. Only done
 // when some change waits (deserializer.waiting); the rows are few.
@@ -1223,7 +1224,7 @@ func (d *deserializer) noteWaiting(ctx context.Context, table string, cols []str
 		SELECT s.model_name, s.id, CASE WHEN a.id IS NULL THEN '' ELSE %s END, a.id IS NULL
 		FROM morango_store s JOIN morango_dirty w ON w.model = s.model_name AND w.id = s.id AND %s
 			LEFT JOIN %s a ON a.id = s.id
-		WHERE s.rowid IN (%s)`, jsonObjectSQL("a", cols), waitedSQL(d.apps, "w"), table, rids))
+		WHERE s.rowid IN (%s)`, jsonLoggedSQL("a", cols), waitedSQL(d.apps, "w"), table, rids))
 }
 
 // recordValue is the value of column c in the record of the store row

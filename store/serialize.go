@@ -326,6 +326,22 @@ func (s *serializer) lsb() string {
 // store, and the SQL text of the reason.
 type sqlCheck struct{ cond, msg string }
 
+// valueChecks returns the checks that the synced columns cols of the row
+// aliased t hold values a record's data (JSON) carries exactly: no BLOB
+// (SQLite's JSON functions refuse one, or read it as JSONB and write JSON
+// text in its place).
+func valueChecks(cols []string) []sqlCheck {
+	var checks []sqlCheck
+	for _, c := range cols {
+		if c == "id" {
+			continue
+		}
+		checks = append(checks, sqlCheck{fmt.Sprintf(`typeof(t.%s) = 'blob'`, quote(c)),
+			literal(fmt.Sprintf("column %q holds a BLOB, which a record's data (JSON) cannot hold; store it as text", c))})
+	}
+	return checks
+}
+
 // checkSQL returns a CASE's WHEN clauses giving the message of the first
 // check that holds, and the condition that any holds.
 func checkSQL(checks []sqlCheck) (cases, fails string) {
@@ -468,6 +484,10 @@ func (s *serializer) model(ctx context.Context, m *profile.Model, res *Serialize
 	partition := []sqlCheck{
 		{part + ` IS NULL`, literal(fmt.Sprintf("a column of the partition template %q is NULL", m.Partition))},
 	}
+	// A value a record's data cannot hold holds back the row, and an edit
+	// of a row the store holds, alone: it would otherwise stop the whole
+	// serialization, or reach the other devices as another value.
+	partition = append(partition, valueChecks(cols)...)
 	// A value with the separator would give a partition under another's
 	// prefix: importers refuse such records (see profile.PartitionSeparator).
 	if cols := m.PartitionColumns(); len(cols) > 0 {

@@ -33,6 +33,25 @@ const maxFunctionArgs = 100
 // text as jsonSetSQL over an empty object, built without looking up a
 // path for each column.
 func jsonObjectSQL(alias string, cols []string) string {
+	return jsonObjectOf(alias, cols, columnValue)
+}
+
+// jsonLoggedSQL is jsonObjectSQL for a row kept for people to read
+// (morango_conflictlog), which may hold a value a record cannot: a BLOB
+// is written as its SQL literal (X'0102'), where JSON would refuse it.
+func jsonLoggedSQL(alias string, cols []string) string {
+	return jsonObjectOf(alias, cols, func(alias, c string) string {
+		v := columnValue(alias, c)
+		return fmt.Sprintf("iif(typeof(%[1]s) = 'blob', quote(%[1]s), %[1]s)", v)
+	})
+}
+
+// columnValue is the column c of the row aliased alias.
+func columnValue(alias, c string) string {
+	return alias + "." + quote(c)
+}
+
+func jsonObjectOf(alias string, cols []string, value func(alias, c string) string) string {
 	first := cols[:min(len(cols), maxFunctionArgs/2)]
 	var b strings.Builder
 	b.WriteString("json_object(")
@@ -40,23 +59,27 @@ func jsonObjectSQL(alias string, cols []string) string {
 		if i > 0 {
 			b.WriteString(", ")
 		}
-		fmt.Fprintf(&b, "%s, %s.%s", literal(c), alias, quote(c))
+		fmt.Fprintf(&b, "%s, %s", literal(c), value(alias, c))
 	}
 	b.WriteString(")")
-	return jsonSetSQL(b.String(), alias, cols[len(first):])
+	return jsonSetOf(b.String(), alias, cols[len(first):], value)
 }
 
 // jsonSetSQL returns an expression setting each column of the row aliased
 // alias into the JSON object base: keys the row lacks are kept, so values
 // written by a newer app version survive.
 func jsonSetSQL(base, alias string, cols []string) string {
+	return jsonSetOf(base, alias, cols, columnValue)
+}
+
+func jsonSetOf(base, alias string, cols []string, value func(alias, c string) string) string {
 	expr := base
 	for start := 0; start < len(cols); start += maxFunctionArgs / 2 {
 		end := min(start+maxFunctionArgs/2, len(cols))
 		var b strings.Builder
 		b.WriteString("json_set(" + expr)
 		for _, c := range cols[start:end] {
-			fmt.Fprintf(&b, ", %s, %s.%s", jsonPath(c), alias, quote(c))
+			fmt.Fprintf(&b, ", %s, %s", jsonPath(c), value(alias, c))
 		}
 		b.WriteString(")")
 		expr = b.String()
