@@ -1,6 +1,7 @@
 package session
 
 import (
+	"encoding/hex"
 	"strings"
 	"testing"
 
@@ -93,6 +94,51 @@ func TestBlobValueWaitsAlone(t *testing.T) {
 	for _, id := range []string{blob, jsonb} {
 		if got, want := city.noteValue(id), fac.noteValue(id); got != want || !strings.HasPrefix(got, "text ") {
 			t.Errorf("note %s: city %q, facility %q", id, got, want)
+		}
+	}
+}
+
+// Text that is not valid UTF-8 (Latin-1 written by an older app, say)
+// cannot travel in a bundle, whose strings are UTF-8: its row waits, with a
+// reason naming the column, and every other row still reaches the other
+// devices. Valid text of every kind arrives byte for byte.
+func TestInvalidUTF8WaitsAlone(t *testing.T) {
+	dir := t.TempDir()
+	fac, city := valueDevices(t)
+	bad, edited, good := ids.Random(), ids.Random(), ids.Random()
+	fac.exec(`INSERT INTO note VALUES (?, ?, 'edited', 'caf' || char(233))`, edited, fac.cert)
+	fac.sendTo(city, dir, false)
+
+	fac.exec(`INSERT INTO note VALUES (?, ?, 'latin-1', CAST(x'636166e9' AS TEXT))`, bad, fac.cert)
+	fac.exec(`UPDATE note SET body = CAST(x'61ff00fe' AS TEXT) WHERE id = ?`, edited)
+	fac.exec(`INSERT INTO note VALUES (?, ?, 'good', ?)`, good, fac.cert, "a\x00b \U0001F469\u200d\U0001F467 e\u0301 \u05e9\u05dc\u05d5\u05dd \u2028 \x7f")
+	fac.sendTo(city, dir, false)
+	if got, want := city.noteValue(good), fac.noteValue(good); got != want {
+		t.Errorf("good note: city %q, facility %q", got, want)
+	}
+	var same bool
+	city.app.QueryRow(`SELECT hex(body) = ? FROM note WHERE id = ?`, strings.ToUpper(hex.EncodeToString([]byte("a\x00b \U0001F469\u200d\U0001F467 e\u0301 \u05e9\u05dc\u05d5\u05dd \u2028 \x7f"))), good).Scan(&same)
+	if !same {
+		t.Errorf("good note's bytes differ on city")
+	}
+	for _, id := range []string{bad, edited} {
+		if e := fac.serializeError(id); !strings.Contains(e, `"body"`) || !strings.Contains(e, "UTF-8") {
+			t.Errorf("facility's note %s waits with %q, want a reason naming the column body and UTF-8", id, e)
+		}
+	}
+	if got := city.noteValue(bad); got != "" {
+		t.Errorf("city got the latin-1 note as %s", got)
+	}
+	if got := city.noteValue(edited); got != "text 'café'" {
+		t.Errorf("city's edited note: %q, want the version before", got)
+	}
+
+	// Fixed by the app, the rows sync.
+	fac.exec(`UPDATE note SET body = 'café' WHERE id IN (?, ?)`, bad, edited)
+	fac.sendTo(city, dir, false)
+	for _, id := range []string{bad, edited} {
+		if got := city.noteValue(id); got != "text 'café'" {
+			t.Errorf("note %s on city: %q", id, got)
 		}
 	}
 }

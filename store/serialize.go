@@ -329,7 +329,8 @@ type sqlCheck struct{ cond, msg string }
 // valueChecks returns the checks that the synced columns cols of the row
 // aliased t hold values a record's data (JSON) carries exactly: no BLOB
 // (SQLite's JSON functions refuse one, or read it as JSONB and write JSON
-// text in its place).
+// text in its place), and no text that is not valid UTF-8 (a bundle's
+// strings are UTF-8: the record could not be exported).
 func valueChecks(cols []string) []sqlCheck {
 	var checks []sqlCheck
 	for _, c := range cols {
@@ -338,6 +339,14 @@ func valueChecks(cols []string) []sqlCheck {
 		}
 		checks = append(checks, sqlCheck{fmt.Sprintf(`typeof(t.%s) = 'blob'`, quote(c)),
 			literal(fmt.Sprintf("column %q holds a BLOB, which a record's data (JSON) cannot hold; store it as text", c))})
+	}
+	for _, c := range cols {
+		if c == "id" {
+			continue
+		}
+		// The text as bytes: a function's text argument would end at a NUL.
+		checks = append(checks, sqlCheck{fmt.Sprintf(`typeof(t.%[1]s) = 'text' AND NOT morango_valid_utf8(CAST(t.%[1]s AS BLOB))`, quote(c)),
+			literal(fmt.Sprintf("column %q holds text that is not valid UTF-8, which a bundle cannot carry; write it as UTF-8", c))})
 	}
 	return checks
 }

@@ -23,6 +23,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -96,6 +97,16 @@ func registerFunctions() {
 					}
 				}
 				return ids.SHA2UUID(parts...), nil
+			})
+		sqlite.MustRegisterDeterministicScalarFunction("morango_valid_utf8", 1,
+			func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+				switch v := args[0].(type) {
+				case []byte:
+					return utf8.Valid(v), nil
+				case string:
+					return utf8.ValidString(v), nil
+				}
+				return true, nil
 			})
 	})
 }
