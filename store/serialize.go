@@ -645,8 +645,8 @@ func (s *serializer) stored(ctx context.Context, m *profile.Model, res *Serializ
 					AND NOT (s.last_saved_instance = %s AND s.last_saved_counter = %d)
 					AND NOT (s.deleted AND s.dirty_bit)
 					AND NOT (s.dirty_bit AND EXISTS (SELECT 1 FROM morango_shown w WHERE w.id = s.id AND w.serialized IS %s)))
-			WHERE new <> old OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, present, literal(s.me), s.c,
-			jsonObjectSQL("t", cols)),
+			WHERE (new <> old AND new <> %s) OR deleted`, jsonSetSQL("s.serialized", "t", cols), selfRef, table, present, literal(s.me), s.c,
+			jsonObjectSQL("t", cols), respelledSQL("old", cols)),
 	)
 	if err != nil {
 		return err

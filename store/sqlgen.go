@@ -30,8 +30,8 @@ const maxFunctionArgs = 100
 
 // jsonObjectSQL returns an expression building the JSON object of the
 // columns of the row aliased alias, keys in the order of cols: the same
-// text as jsonSetSQL over an empty object, built without looking up a
-// path for each column.
+// text as jsonSetSQL over an empty object but for an infinite REAL (see
+// respelledSQL), built without looking up a path for each column.
 func jsonObjectSQL(alias string, cols []string) string {
 	return jsonObjectOf(alias, cols, columnValue)
 }
@@ -80,6 +80,27 @@ func jsonSetOf(base, alias string, cols []string, value func(alias, c string) st
 		b.WriteString("json_set(" + expr)
 		for _, c := range cols[start:end] {
 			fmt.Fprintf(&b, ", %s, %s", jsonPath(c), value(alias, c))
+		}
+		b.WriteString(")")
+		expr = b.String()
+	}
+	return expr
+}
+
+// respelledSQL returns the JSON object base with each of the keys cols it
+// holds set to its own value, spelt as jsonSetSQL spells the values of a
+// row: compared with jsonSetSQL over base, it tells a change of a value
+// from another spelling of the same one (json_object writes an infinite
+// REAL 9.0e+999, json_set 9e999; another device may escape text
+// differently).
+func respelledSQL(base string, cols []string) string {
+	expr := base
+	for start := 0; start < len(cols); start += maxFunctionArgs / 2 {
+		end := min(start+maxFunctionArgs/2, len(cols))
+		var b strings.Builder
+		b.WriteString("json_replace(" + expr)
+		for _, c := range cols[start:end] {
+			fmt.Fprintf(&b, ", %[1]s, json_extract(%[2]s, %[1]s)", jsonPath(c), base)
 		}
 		b.WriteString(")")
 		expr = b.String()
