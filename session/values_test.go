@@ -202,3 +202,40 @@ func TestTouchedRowMakesNoVersion(t *testing.T) {
 		}
 	}
 }
+
+// A row whose data is larger than a bundle can carry in one record waits,
+// with a reason, and the other rows still reach the other devices: such a
+// record failed every export. Data just under the bound travels.
+func TestOversizedRowWaitsAlone(t *testing.T) {
+	dir := t.TempDir()
+	fac, city := valueDevices(t)
+	big, edited, plain, large := ids.Random(), ids.Random(), ids.Random(), ids.Random()
+	fac.exec(`INSERT INTO note VALUES (?, ?, 'edited', 'small')`, edited, fac.cert)
+	fac.exec(`INSERT INTO note VALUES (?, ?, 'plain', 'small')`, plain, fac.cert)
+	fac.sendTo(city, dir, false)
+
+	fac.exec(`INSERT INTO note VALUES (?, ?, 'big', ?)`, big, fac.cert, strings.Repeat("x", 17<<20))
+	fac.exec(`UPDATE note SET body = ? WHERE id = ?`, strings.Repeat("\x01", 3<<20), edited) // 18 MiB as JSON (\u0001)
+	fac.exec(`INSERT INTO note VALUES (?, ?, 'large', ?)`, large, fac.cert, strings.Repeat("y", 12<<20))
+	fac.exec(`UPDATE note SET body = 'changed' WHERE id = ?`, plain)
+	fac.sendTo(city, dir, false)
+	if got := city.noteValue(plain); got != "text 'changed'" {
+		t.Errorf("city's plain note: %q", got)
+	}
+	var n int
+	city.app.QueryRow(`SELECT length(body) FROM note WHERE id = ?`, large).Scan(&n)
+	if n != 12<<20 {
+		t.Errorf("city's large note has %d characters, want %d", n, 12<<20)
+	}
+	for _, id := range []string{big, edited} {
+		if e := fac.serializeError(id); !strings.Contains(e, "MiB") {
+			t.Errorf("facility's note %s waits with %q, want a reason giving the bound", id, e)
+		}
+	}
+	if got := city.noteValue(edited); got != "text 'small'" {
+		t.Errorf("city's edited note: %q, want the version before", got)
+	}
+	if got := city.noteValue(big); got != "" {
+		t.Errorf("city got the big note")
+	}
+}

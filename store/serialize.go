@@ -7,6 +7,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/morango-sync/morango/bundle"
 	"github.com/morango-sync/morango/certs"
 	"github.com/morango-sync/morango/ids"
 	"github.com/morango-sync/morango/merge"
@@ -329,8 +330,9 @@ type sqlCheck struct{ cond, msg string }
 // valueChecks returns the checks that the synced columns cols of the row
 // aliased t hold values a record's data (JSON) carries exactly: no BLOB
 // (SQLite's JSON functions refuse one, or read it as JSONB and write JSON
-// text in its place), and no text that is not valid UTF-8 (a bundle's
-// strings are UTF-8: the record could not be exported).
+// text in its place), no text that is not valid UTF-8 (a bundle's
+// strings are UTF-8: the record could not be exported), and no more data
+// than maxRecordData.
 func valueChecks(cols []string) []sqlCheck {
 	var checks []sqlCheck
 	for _, c := range cols {
@@ -348,8 +350,22 @@ func valueChecks(cols []string) []sqlCheck {
 		checks = append(checks, sqlCheck{fmt.Sprintf(`typeof(t.%[1]s) = 'text' AND NOT morango_valid_utf8(CAST(t.%[1]s AS BLOB))`, quote(c)),
 			literal(fmt.Sprintf("column %q holds text that is not valid UTF-8, which a bundle cannot carry; write it as UTF-8", c))})
 	}
+	// The data is built only for a row whose values may make that much
+	// (JSON spells a byte in at most 6), and without failing on a BLOB.
+	var sum []string
+	for _, c := range cols {
+		sum = append(sum, fmt.Sprintf("coalesce(octet_length(t.%s), 0)", quote(c)))
+	}
+	checks = append(checks, sqlCheck{fmt.Sprintf(`%s > %d AND octet_length(%s) > %d`,
+		strings.Join(sum, " + "), maxRecordData/8, jsonLoggedSQL("t", cols), maxRecordData),
+		literal(fmt.Sprintf("its data is larger than %d MiB, the most a bundle carries in one record", maxRecordData>>20))})
 	return checks
 }
+
+// maxRecordData bounds a record's data (its JSON), so that the record
+// fits in a bundle's chunk with its other fields (bundle.MaxChunkSize
+// bounds an encoded record).
+const maxRecordData = bundle.MaxChunkSize - 1<<20
 
 // checkSQL returns a CASE's WHEN clauses giving the message of the first
 // check that holds, and the condition that any holds.
