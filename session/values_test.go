@@ -2,6 +2,8 @@ package session
 
 import (
 	"encoding/hex"
+	"encoding/json"
+	"maps"
 	"math"
 	"strings"
 	"testing"
@@ -237,5 +239,45 @@ func TestOversizedRowWaitsAlone(t *testing.T) {
 	}
 	if got := city.noteValue(big); got != "" {
 		t.Errorf("city got the big note")
+	}
+}
+
+// A synced column whose name holds a backslash (or a quote) carries its
+// values both ways, first sync and edits: JSON paths read a backslash in
+// a key as the start of an escape.
+func TestColumnNameWithBackslash(t *testing.T) {
+	const schema = `CREATE TABLE odd (id TEXT PRIMARY KEY, dataset_id TEXT NOT NULL, "a\b" TEXT, "c""d" TEXT, "e\\""f" TEXT);`
+	const models = `{"name": "odd", "table": "odd", "partition": "${dataset_id}"},`
+	dir := t.TempDir()
+	fac := newAppDevice(t, "facility", schema, models)
+	fac.root()
+	seedFacility(fac)
+	city := newAppDevice(t, "city", schema, models)
+	grant(t, fac, city, "full-facility", map[string]string{"dataset_id": fac.cert})
+	id := ids.Random()
+	fac.exec(`INSERT INTO odd VALUES (?, ?, 'one', 'two', 'three')`, id, fac.cert)
+	fac.sendTo(city, dir, false)
+	row := func(d *device) string {
+		var v string
+		d.app.QueryRow(`SELECT quote("a\b") || ' ' || quote("c""d") || ' ' || quote("e\\""f") FROM odd WHERE id = ?`, id).Scan(&v)
+		return v
+	}
+	if got := row(city); got != "'one' 'two' 'three'" {
+		t.Errorf("city after the first sync: %s", got)
+	}
+	city.exec(`UPDATE odd SET "a\b" = 'uno', "c""d" = 'dos', "e\\""f" = 'tres'`)
+	city.sendTo(fac, dir, false)
+	if got := row(fac); got != "'uno' 'dos' 'tres'" {
+		t.Errorf("facility after city's edit: %s", got)
+	}
+	for _, d := range []*device{fac, city} {
+		var data map[string]string
+		if err := json.Unmarshal([]byte(d.record(id).Serialized), &data); err != nil {
+			t.Fatal(err)
+		}
+		want := map[string]string{"id": id, "dataset_id": fac.cert, `a\b`: "uno", `c"d`: "dos", `e\\"f`: "tres"}
+		if !maps.Equal(data, want) {
+			t.Errorf("%s's record: %q, want %q", d.name, data, want)
+		}
 	}
 }

@@ -19,10 +19,14 @@ func syncedColumns(t *tableInfo, m *profile.Model) []string {
 	return cols
 }
 
-// jsonPath returns the JSON path of a top-level key.
+// jsonPath returns the JSON path of a top-level key. SQLite reads a
+// quoted label's backslashes as JSON escapes: a backslash and a quote of
+// the key are escaped.
 func jsonPath(key string) string {
-	return literal(`$."` + strings.ReplaceAll(key, `"`, `\"`) + `"`)
+	return literal(`$."` + pathEscaper.Replace(key) + `"`)
 }
+
+var pathEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
 
 // maxFunctionArgs keeps json_object and json_set calls under SQLite's limit
 // on function arguments.
