@@ -359,7 +359,39 @@ func valueChecks(cols []string) []sqlCheck {
 	checks = append(checks, sqlCheck{fmt.Sprintf(`%s > %d AND octet_length(%s) > %d`,
 		strings.Join(sum, " + "), maxRecordData/8, jsonLoggedSQL("t", cols), maxRecordData),
 		literal(fmt.Sprintf("its data is larger than %d MiB, the most a bundle carries in one record", maxRecordData>>20))})
-	return checks
+
+	// The checks above cost a function call and several tests per column
+	// and row; morango_unsyncable makes one call per row (per 99 columns)
+	// and lets through only rows that may fail one of them. Its limit on
+	// the bytes of the row's texts and BLOBs is one any row whose data
+	// (JSON) is larger than maxRecordData passes: the data spells each
+	// byte in at most 6 and each key, number and separator in a bounded
+	// number.
+	var keys int64
+	for _, c := range cols {
+		keys += 6*int64(len(c)) + 40
+	}
+	limit := min(int64(maxRecordData/8), (maxRecordData-keys)/6)
+	var gates []string
+	for start := 0; start < len(cols); start += maxFunctionArgs - 1 {
+		end := min(start+maxFunctionArgs-1, len(cols))
+		var args []string
+		for _, c := range cols[start:end] {
+			args = append(args, "t."+quote(c))
+		}
+		gates = append(gates, fmt.Sprintf("morango_unsyncable(%d, %s)", limit/int64((len(cols)+maxFunctionArgs-2)/(maxFunctionArgs-1)), strings.Join(args, ", ")))
+	}
+	var conds, cases []string
+	for _, ch := range checks {
+		conds = append(conds, "coalesce("+ch.cond+", false)")
+		cases = append(cases, " WHEN "+ch.cond+" THEN "+ch.msg)
+	}
+	return []sqlCheck{{
+		// CASE, not AND: SQLite computes both sides of an AND whose value
+		// it needs (checkSQL takes each check's value with coalesce).
+		cond: fmt.Sprintf("CASE WHEN %s THEN %s ELSE false END", strings.Join(gates, " OR "), strings.Join(conds, " OR ")),
+		msg:  "CASE" + strings.Join(cases, "") + " END",
+	}}
 }
 
 // maxRecordData bounds a record's data (its JSON), so that the record

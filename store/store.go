@@ -108,6 +108,35 @@ func registerFunctions() {
 				}
 				return true, nil
 			})
+		// morango_unsyncable(limit, v...) is true if a value v is a
+		// BLOB or text that is not valid UTF-8, or the BLOBs and texts
+		// among them hold more than limit bytes: one call per row sifts
+		// the rows whose values valueChecks must look at, column by
+		// column. The arguments are views into SQLite's memory, not
+		// copies, and are not kept.
+		sqlite.MustRegisterFunction("morango_unsyncable", &sqlite.FunctionImpl{NArgs: -1, Deterministic: true, VolatileArgs: true,
+			Scalar: func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
+				if len(args) == 0 {
+					return nil, errors.New("morango_unsyncable: no limit")
+				}
+				limit, ok := args[0].(int64)
+				if !ok {
+					return nil, errors.New("morango_unsyncable: the limit is not an integer")
+				}
+				var total int64
+				for _, a := range args[1:] {
+					switch v := a.(type) {
+					case []byte:
+						return true, nil
+					case string:
+						if !utf8.ValidString(v) {
+							return true, nil
+						}
+						total += int64(len(v))
+					}
+				}
+				return total > limit, nil
+			}})
 	})
 }
 
