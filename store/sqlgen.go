@@ -23,7 +23,12 @@ func syncedColumns(t *tableInfo, m *profile.Model) []string {
 // quoted label's backslashes as JSON escapes: a backslash and a quote of
 // the key are escaped.
 func jsonPath(key string) string {
-	return literal(`$."` + pathEscaper.Replace(key) + `"`)
+	return literal(jsonPathText(key))
+}
+
+// jsonPathText is jsonPath's text, for a statement's argument.
+func jsonPathText(key string) string {
+	return `$."` + pathEscaper.Replace(key) + `"`
 }
 
 var pathEscaper = strings.NewReplacer(`\`, `\\`, `"`, `\"`)
@@ -77,13 +82,20 @@ func jsonSetSQL(base, alias string, cols []string) string {
 }
 
 func jsonSetOf(base, alias string, cols []string, value func(alias, c string) string) string {
+	return jsonEditSQL("json_set", base, cols, func(c string) string { return value(alias, c) })
+}
+
+// jsonEditSQL returns an expression applying the JSON function fn
+// (json_set, json_replace) to base with each key of cols and its value,
+// in calls of at most maxFunctionArgs arguments.
+func jsonEditSQL(fn, base string, cols []string, value func(c string) string) string {
 	expr := base
 	for start := 0; start < len(cols); start += maxFunctionArgs / 2 {
 		end := min(start+maxFunctionArgs/2, len(cols))
 		var b strings.Builder
-		b.WriteString("json_set(" + expr)
+		b.WriteString(fn + "(" + expr)
 		for _, c := range cols[start:end] {
-			fmt.Fprintf(&b, ", %s, %s", jsonPath(c), value(alias, c))
+			fmt.Fprintf(&b, ", %s, %s", jsonPath(c), value(c))
 		}
 		b.WriteString(")")
 		expr = b.String()
@@ -98,18 +110,9 @@ func jsonSetOf(base, alias string, cols []string, value func(alias, c string) st
 // REAL 9.0e+999, json_set 9e999; another device may escape text
 // differently).
 func respelledSQL(base string, cols []string) string {
-	expr := base
-	for start := 0; start < len(cols); start += maxFunctionArgs / 2 {
-		end := min(start+maxFunctionArgs/2, len(cols))
-		var b strings.Builder
-		b.WriteString("json_replace(" + expr)
-		for _, c := range cols[start:end] {
-			fmt.Fprintf(&b, ", %[1]s, json_extract(%[2]s, %[1]s)", jsonPath(c), base)
-		}
-		b.WriteString(")")
-		expr = b.String()
-	}
-	return expr
+	return jsonEditSQL("json_replace", base, cols, func(c string) string {
+		return "json_extract(" + base + ", " + jsonPath(c) + ")"
+	})
 }
 
 // templateSQL turns a partition or source-id template into an SQL

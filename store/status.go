@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 )
 
 // ModelStatus counts one model's records.
@@ -194,7 +193,7 @@ func (db *DB) mayWriteData(ctx context.Context, tx *sql.Tx, model, id, partition
 	}
 	get := func(col string) (string, bool) {
 		var v sql.NullString
-		if err := tx.QueryRowContext(ctx, `SELECT json_extract(?, ?)`, serialized, `$."`+strings.ReplaceAll(col, `"`, `\"`)+`"`).Scan(&v); err != nil || !v.Valid {
+		if err := tx.QueryRowContext(ctx, `SELECT json_extract(?, ?)`, serialized, jsonPathText(col)).Scan(&v); err != nil || !v.Valid {
 			return "", false
 		}
 		return v.String, true
