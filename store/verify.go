@@ -849,7 +849,7 @@ func (v *verifier) appRows(ctx context.Context) error {
 			FROM %[1]s t LEFT JOIN morango_store s ON s.id = t.id
 			WHERE NOT EXISTS (SELECT 1 FROM morango_dirty d WHERE d.model = %[2]s AND d.id = t.id)
 				AND (s.id IS NULL OR s.model_name <> %[2]s
-					OR (NOT s.dirty_bit AND (s.deleted OR (CASE WHEN %[3]s THEN %[4]s <> json(s.serialized) AND %[4]s <> %[5]s ELSE 0 END))))`,
+					OR (NOT s.dirty_bit AND (s.deleted OR (CASE WHEN %[3]s THEN (CASE WHEN %[4]s <> json(s.serialized) THEN %[4]s <> %[5]s ELSE 0 END) ELSE 0 END))))`,
 			table, model, object, fresh, respelledSQL("s.serialized", cols))
 		defaults := v.defaults(ctx, t, cols)
 		var id, otherModel string
