@@ -372,14 +372,17 @@ func valueChecks(cols []string) []sqlCheck {
 		keys += 6*int64(len(c)) + 40
 	}
 	limit := min(int64(maxRecordData/8), (maxRecordData-keys)/6)
+	// Each call takes the limit and up to maxFunctionArgs-1 columns; with
+	// several, one of them holds at least its share of the bytes.
+	per := maxFunctionArgs - 1
+	limit /= int64((len(cols) + per - 1) / per)
 	var gates []string
-	for start := 0; start < len(cols); start += maxFunctionArgs - 1 {
-		end := min(start+maxFunctionArgs-1, len(cols))
+	for start := 0; start < len(cols); start += per {
 		var args []string
-		for _, c := range cols[start:end] {
-			args = append(args, "t."+quote(c))
+		for _, c := range cols[start:min(start+per, len(cols))] {
+			args = append(args, columnValue("t", c))
 		}
-		gates = append(gates, fmt.Sprintf("morango_unsyncable(%d, %s)", limit/int64((len(cols)+maxFunctionArgs-2)/(maxFunctionArgs-1)), strings.Join(args, ", ")))
+		gates = append(gates, fmt.Sprintf("morango_unsyncable(%d, %s)", limit, strings.Join(args, ", ")))
 	}
 	var conds, cases []string
 	for _, ch := range checks {
