@@ -59,6 +59,12 @@ func instanceOf(stem string) string {
 	return in
 }
 
+// manifestInstance returns the instance id of the device whose manifest
+// is named n (ManifestName).
+func manifestInstance(n string) string {
+	return instanceOf(strings.TrimSuffix(n, manifestSuffix))
+}
+
 // bundleEnds returns the stems of the writer and of the recipient of a
 // bundle named n (BundleName), ok false if n is not a bundle's name.
 func bundleEnds(n string) (from, to string, ok bool) {
@@ -131,8 +137,8 @@ func (fr *FileResult) fail(err error) {
 }
 
 // namedRecipient returns the instance a bundle's file name, as BundleName
-// writes it (with or without certificates' ids), addresses the bundle to, or "" for any other name (one for
-// anyone included).
+// writes it (with or without certificates' ids), addresses the bundle to,
+// or "" for any other name (one for anyone included).
 func namedRecipient(n string) string {
 	from, to, ok := bundleEnds(n)
 	if !ok || !validStem(from) || !validStem(to) {
@@ -259,7 +265,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 		case own || !signs.self[h.RecipientInstance]:
 			return ""
 		case !slices.ContainsFunc(manifests, func(m string) bool {
-			return instanceOf(strings.TrimSuffix(m, manifestSuffix)) == h.SenderInstance
+			return manifestInstance(m) == h.SenderInstance
 		}):
 			return "its writer no longer visits this folder"
 		case !writtenName(n, h):
@@ -274,7 +280,7 @@ func Exchange(ctx context.Context, db *store.DB, dir string, opts ExchangeOption
 			return name
 		}
 		for _, m := range manifests {
-			if instanceOf(strings.TrimSuffix(m, manifestSuffix)) == instance {
+			if manifestInstance(m) == instance {
 				if peerNames[instance] = manifestName(fs, filepath.Join(dir, m)); peerNames[instance] != "" {
 					break
 				}
